@@ -1,0 +1,2 @@
+//! The `cellctl` operator CLI.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Cellgate gateway.

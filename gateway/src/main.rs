@@ -1,0 +1,2 @@
+//! The `cellgate` binary.
+fn main() {}
