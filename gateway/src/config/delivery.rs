@@ -1,0 +1,98 @@
+//! `[delivery]`: the durable async queue behind `Prefer: respond-async`.
+
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::raw::RawDelivery;
+use super::validate::{Ctx, Result, or_default};
+
+/// `[delivery]`: workers and retry policy of the async delivery queue. Needs `[redis]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryConfig {
+    /// Concurrent deliveries per gateway; 0 means this gateway only enqueues. Default 16.
+    pub workers: usize,
+    /// Attempts before an entry is dead-lettered; at least 1. Default 5.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, with full jitter. Default 200ms, not zero.
+    pub backoff_base: Duration,
+    /// Cap on the retry delay; at least `backoff_base`. Default 30s.
+    pub backoff_max: Duration,
+    /// Entries older than this dead-letter with reason `expired`. Default 24h, not zero.
+    pub max_age: Duration,
+    /// Pending entries per target cell; beyond, 503 `queue_full`. Default 100000, at least 1.
+    pub max_pending: u64,
+    /// Largest body stored for async delivery, in bytes; larger gets 413. Default 1 MiB,
+    /// not zero.
+    pub max_body: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            workers: 16,
+            max_attempts: 5,
+            backoff_base: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(30),
+            max_age: Duration::from_secs(24 * 60 * 60),
+            max_pending: 100_000,
+            max_body: 1024 * 1024,
+        }
+    }
+}
+
+pub(super) fn build(raw: &Spanned<RawDelivery>, ctx: &Ctx<'_>) -> Result<DeliveryConfig> {
+    let d = DeliveryConfig::default();
+    let raw = raw.get_ref();
+    let workers = or_default(raw.workers.as_ref(), d.workers, |v| {
+        ctx.usize_at_least(v, 0, "`delivery.workers`")
+    })?;
+    let max_attempts = or_default(raw.max_attempts.as_ref(), d.max_attempts, |v| {
+        let attempts = ctx.int_at_least(v, 1, "`delivery.max_attempts`")?;
+        u32::try_from(attempts).map_err(|_| {
+            ctx.error_at(
+                v.span(),
+                format!("`delivery.max_attempts` is too large, got {attempts}"),
+            )
+        })
+    })?;
+    let backoff_base = or_default(raw.backoff_base.as_ref(), d.backoff_base, |v| {
+        ctx.positive_duration(v, "`delivery.backoff_base`")
+    })?;
+    let backoff_max = or_default(raw.backoff_max.as_ref(), d.backoff_max, |v| {
+        ctx.duration(v, "`delivery.backoff_max`")
+    })?;
+    if backoff_max < backoff_base {
+        let span = raw
+            .backoff_max
+            .as_ref()
+            .or(raw.backoff_base.as_ref())
+            .map_or(0..0, Spanned::span);
+        return Err(ctx.error_at(
+            span,
+            format!(
+                "`delivery.backoff_max` ({}) must be at least `delivery.backoff_base` ({})",
+                humantime::format_duration(backoff_max),
+                humantime::format_duration(backoff_base)
+            ),
+        ));
+    }
+    let max_age = or_default(raw.max_age.as_ref(), d.max_age, |v| {
+        ctx.positive_duration(v, "`delivery.max_age`")
+    })?;
+    let max_pending = or_default(raw.max_pending.as_ref(), d.max_pending, |v| {
+        ctx.int_at_least(v, 1, "`delivery.max_pending`")
+    })?;
+    let max_body = or_default(raw.max_body.as_ref(), d.max_body, |v| {
+        ctx.positive_bytes(v, "`delivery.max_body`")
+    })?;
+    Ok(DeliveryConfig {
+        workers,
+        max_attempts,
+        backoff_base,
+        backoff_max,
+        max_age,
+        max_pending,
+        max_body,
+    })
+}
