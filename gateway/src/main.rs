@@ -1,2 +1,5 @@
-//! The `cellgate` binary.
-fn main() {}
+//! The `cellgate` binary: everything lives in the library; see `gateway::cli`.
+
+fn main() -> std::process::ExitCode {
+    gateway::cli::main()
+}

@@ -1,0 +1,144 @@
+//! Assembly of a gateway from config: bind the listeners, build the data plane and admin API,
+//! run until shutdown, drain.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::proxy::server::{self, ServerLimits};
+use crate::proxy::{BuildError, Proxy};
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The data plane could not be built.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
+
+/// A gateway with its listeners bound, ready to [`run`](Gateway::run).
+#[derive(Debug)]
+pub struct Gateway {
+    listener: TcpListener,
+    admin_listener: TcpListener,
+    proxy: Proxy,
+    admin: AdminState,
+    limits: ServerLimits,
+}
+
+impl Gateway {
+    /// Builds the data plane and binds both listeners. Nothing is served until `run`.
+    ///
+    /// # Errors
+    /// When a port cannot be bound or the cells cannot be built.
+    pub async fn bind(config: &Config) -> Result<Gateway, StartError> {
+        let metrics = Metrics::new();
+        let proxy = Proxy::new(config, &metrics)?;
+        let listener = bind("listen", config.server.listen).await?;
+        let admin_listener = bind("admin_listen", config.server.admin_listen).await?;
+        let gateway_id = config
+            .server
+            .gateway_id
+            .clone()
+            .unwrap_or_else(|| default_gateway_id(&listener));
+        Ok(Gateway {
+            admin: AdminState {
+                proxy: proxy.clone(),
+                metrics: Arc::new(metrics),
+                ready: Arc::new(AtomicBool::new(false)),
+                token: config.server.admin_token.as_deref().map(Arc::from),
+                gateway_id: Arc::from(gateway_id),
+            },
+            listener,
+            admin_listener,
+            proxy,
+            limits: ServerLimits {
+                max_header_bytes: config.server.max_header_bytes,
+                shutdown_grace: config.server.shutdown_grace,
+            },
+        })
+    }
+
+    /// The bound data-plane address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener.local_addr().ok()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, turns `/readyz` to 503 and
+    /// finishes in-flight requests within the grace period. Returns whether all finished.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> bool {
+        let Gateway {
+            listener,
+            admin_listener,
+            proxy,
+            admin,
+            limits,
+        } = self;
+        let ready = admin.ready.clone();
+        let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        let admin_task = tokio::spawn(async move {
+            let router = admin::router(admin);
+            let _ = axum::serve(admin_listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = admin_stopped.await;
+                })
+                .await;
+        });
+        info!(
+            listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            "gateway listening"
+        );
+        ready.store(true, Ordering::Relaxed);
+        let drained = server::serve(listener, proxy, limits, async {
+            shutdown.await;
+            // Tell load balancers first: new traffic should go elsewhere while we drain.
+            ready.store(false, Ordering::Relaxed);
+        })
+        .await;
+        let _ = admin_stop.send(());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), admin_task).await;
+        info!(drained, "gateway stopped");
+        drained
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+/// `hostname:port` of the data-plane listener: unique per gateway on a host.
+fn default_gateway_id(listener: &TcpListener) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "cellgate".to_owned());
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    format!("{host}:{port}")
+}

@@ -1,0 +1,224 @@
+//! Prometheus metrics of the data plane.
+//!
+//! Every per-cell handle is created once, when the gateway starts, and kept next to the cell it
+//! describes: the request path increments atomics and never looks a label set up in a map.
+
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use crate::proxy::error::ErrorCode;
+
+/// HTTP status class of a response, as a metric label.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum StatusClass {
+    /// 1xx
+    Informational,
+    /// 2xx
+    Success,
+    /// 3xx
+    Redirection,
+    /// 4xx
+    ClientError,
+    /// 5xx
+    ServerError,
+}
+
+impl EncodeLabelValue for StatusClass {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(match self {
+            StatusClass::Informational => "1xx",
+            StatusClass::Success => "2xx",
+            StatusClass::Redirection => "3xx",
+            StatusClass::ClientError => "4xx",
+            StatusClass::ServerError => "5xx",
+        })
+    }
+}
+
+impl StatusClass {
+    const ALL: [StatusClass; 5] = [
+        StatusClass::Informational,
+        StatusClass::Success,
+        StatusClass::Redirection,
+        StatusClass::ClientError,
+        StatusClass::ServerError,
+    ];
+
+    fn index(status: u16) -> usize {
+        (usize::from(status / 100)).clamp(1, 5) - 1
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    cell: String,
+    class: StatusClass,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CellLabel {
+    cell: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    code: &'static str,
+}
+
+/// The gateway's metric registry and the families the data plane writes to.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<CellLabel, Histogram>,
+    in_flight: Family<CellLabel, Gauge>,
+    errors: Family<CodeLabel, Counter>,
+}
+
+/// Pre-resolved metric handles of one cell.
+#[derive(Clone, Debug)]
+pub struct CellMetrics {
+    by_class: [Counter; 5],
+    latency: Histogram,
+    in_flight: Gauge,
+}
+
+impl CellMetrics {
+    /// Counts one finished request and its latency to the response head.
+    pub fn record(&self, status: u16, seconds: f64) {
+        self.by_class[StatusClass::index(status)].inc();
+        self.latency.observe(seconds);
+    }
+
+    /// The in-flight gauge; a request holds +1 until its response body is done.
+    pub fn in_flight(&self) -> &Gauge {
+        &self.in_flight
+    }
+}
+
+/// Pre-resolved counters of gateway-made errors, by code.
+#[derive(Clone, Debug)]
+pub struct ErrorMetrics {
+    by_code: Vec<Counter>,
+}
+
+impl ErrorMetrics {
+    /// Counts one gateway-made error response.
+    pub fn inc(&self, code: ErrorCode) {
+        if let Some(counter) = self.by_code.get(code as usize) {
+            counter.inc();
+        }
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms .. ~32 s: covers a loopback hop up to the longest sane request timeout.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 18))
+}
+
+impl Metrics {
+    /// Creates the registry with build info and the data-plane families.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("cellgate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency =
+            Family::<CellLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
+        let in_flight = Family::<CellLabel, Gauge>::default();
+        let errors = Family::<CodeLabel, Counter>::default();
+        registry.register(
+            "requests",
+            "Proxied requests by cell and response status class",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request receipt to the upstream response head, by cell",
+            latency.clone(),
+        );
+        registry.register(
+            "in_flight_requests",
+            "Requests currently being proxied, by cell",
+            in_flight.clone(),
+        );
+        registry.register(
+            "gateway_errors",
+            "Error responses made by the gateway itself, by error code",
+            errors.clone(),
+        );
+        registry.register(
+            "build",
+            "Build information",
+            Info::new(vec![
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("name", "cellgate"),
+            ]),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            in_flight,
+            errors,
+        }
+    }
+
+    /// Resolves the handles of one cell; call once per cell at startup.
+    pub fn cell(&self, cell: &str) -> CellMetrics {
+        let by_class = StatusClass::ALL.map(|class| {
+            self.requests.get_or_create_owned(&RequestLabels {
+                cell: cell.to_owned(),
+                class,
+            })
+        });
+        let label = CellLabel {
+            cell: cell.to_owned(),
+        };
+        CellMetrics {
+            by_class,
+            latency: self.latency.get_or_create_owned(&label),
+            in_flight: self.in_flight.get_or_create_owned(&label),
+        }
+    }
+
+    /// Resolves the gateway-error counters, one per [`ErrorCode`].
+    pub fn errors(&self) -> ErrorMetrics {
+        ErrorMetrics {
+            by_code: ErrorCode::ALL
+                .iter()
+                .map(|code| {
+                    self.errors.get_or_create_owned(&CodeLabel {
+                        code: code.as_str(),
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Mutable access to register metrics owned by other components.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// Renders the registry in the Prometheus/OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        // Writing into a String cannot fail; an error here would be a bug in an encoder.
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

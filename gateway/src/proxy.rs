@@ -1,0 +1,300 @@
+//! The data plane: one request from client to cell and back (SPEC §4).
+//!
+//! [`Proxy::handle`] is the whole pipeline, top to bottom; read it first.
+
+pub mod body;
+pub mod error;
+pub mod headers;
+pub mod request_id;
+pub mod routing_key;
+pub mod server;
+pub mod trace_context;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::CONTENT_LENGTH;
+use http::uri::{PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+use tracing::{Instrument, Span, debug, field, info_span, warn};
+
+use crate::config::Config;
+use crate::metrics::{ErrorMetrics, Metrics};
+use body::{InFlightGuard, LimitedBody, ProxyBody, RequestBodyError};
+use error::{ErrorCode, respond};
+use headers::{
+    TRACEPARENT, X_CELL, X_REQUEST_DEADLINE_MS, X_REQUEST_ID, add_forwarded, header_bytes,
+    strip_hop_by_hop,
+};
+use routing_key::{KeyError, RoutingKeys};
+use trace_context::TraceParent;
+pub use upstream::{BuildError, Cell, Cells};
+
+/// The proxy: cheap to clone, shared by every connection.
+#[derive(Clone, Debug)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    keys: RoutingKeys,
+    cells: Cells,
+    request_timeout: Duration,
+    max_body: u64,
+    max_header_bytes: usize,
+    errors: ErrorMetrics,
+}
+
+impl Proxy {
+    /// Builds the proxy from a validated config.
+    ///
+    /// # Errors
+    /// When the cells cannot be built (see [`BuildError`]).
+    pub fn new(config: &Config, metrics: &Metrics) -> Result<Proxy, BuildError> {
+        Ok(Proxy {
+            inner: Arc::new(Inner {
+                keys: RoutingKeys::new(&config.routing),
+                cells: Cells::new(&config.cells, &config.server, metrics)?,
+                request_timeout: config.server.request_timeout,
+                max_body: config.server.max_request_body,
+                max_header_bytes: config.server.max_header_bytes,
+                errors: metrics.errors(),
+            }),
+        })
+    }
+
+    /// The cells this proxy routes to.
+    pub fn cells(&self) -> &Cells {
+        &self.inner.cells
+    }
+
+    /// Proxies one request. Never fails: every error becomes a gateway-made response.
+    pub async fn handle(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<ProxyBody> {
+        let start = Instant::now();
+        let request_id = request_id::request_id(req.headers().get(&X_REQUEST_ID));
+        let span = info_span!(
+            "request",
+            request_id = request_id.to_str().unwrap_or_default(),
+            method = %req.method(),
+            key_hash = field::Empty,
+            cell = field::Empty,
+            upstream = field::Empty,
+            status = field::Empty,
+            duration_ms = field::Empty,
+        );
+        // The span must join the caller's trace before it is first entered.
+        let incoming = req.headers().get(&TRACEPARENT).and_then(TraceParent::parse);
+        let trace = crate::telemetry::join_trace(&span, incoming);
+        let mut response = self
+            .inner
+            .forward(req, remote, start, &request_id, &span, trace)
+            .instrument(span.clone())
+            .await;
+        response.headers_mut().insert(&X_REQUEST_ID, request_id);
+        let elapsed = start.elapsed();
+        span.record("status", response.status().as_u16());
+        span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
+        span.in_scope(|| debug!("request finished"));
+        response
+    }
+}
+
+impl Inner {
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+        start: Instant,
+        request_id: &HeaderValue,
+        span: &Span,
+        trace: TraceParent,
+    ) -> Response<ProxyBody> {
+        let (parts, body) = req.into_parts();
+        let fail = |code: ErrorCode| {
+            self.errors.inc(code);
+            respond(code, request_id.to_str().unwrap_or_default())
+        };
+
+        // Header size first: nothing else should parse a header block we refuse to accept.
+        if header_bytes(&parts.headers) > self.max_header_bytes {
+            return fail(ErrorCode::HeadersTooLarge);
+        }
+
+        // 1. Routing key.
+        let key = match self
+            .keys
+            .extract(&parts.headers, parts.uri.query(), remote.ip())
+        {
+            Ok(key) => key,
+            Err(KeyError::Missing) => return fail(ErrorCode::MissingRoutingKey),
+            Err(KeyError::Invalid) => return fail(ErrorCode::InvalidRoutingKey),
+        };
+        span.record(
+            "key_hash",
+            field::display(format_args!("{:016x}", cell_router::key_hash(&key))),
+        );
+
+        // 2. Rate limit: local decision, added with the limiter (issue 4).
+
+        // 3. Cell. The key borrows the headers; it is dropped here so they can be rewritten.
+        let (_, cell) = self.cells.home(&key);
+        drop(key);
+        span.record("cell", cell.name());
+
+        let mut response = self
+            .to_cell(cell, parts, body, remote, start, span, request_id, trace)
+            .await
+            .unwrap_or_else(fail);
+        cell.metrics()
+            .record(response.status().as_u16(), start.elapsed().as_secs_f64());
+        // 5. The client learns which cell served it, even for gateway-made errors.
+        response
+            .headers_mut()
+            .insert(&X_CELL, cell.header().clone());
+        response
+    }
+
+    /// 4. Forward to one upstream of `cell` and stream the answer back.
+    #[allow(clippy::too_many_arguments)]
+    async fn to_cell(
+        &self,
+        cell: &Cell,
+        mut parts: http::request::Parts,
+        body: Incoming,
+        remote: SocketAddr,
+        start: Instant,
+        span: &Span,
+        request_id: &HeaderValue,
+        trace: TraceParent,
+    ) -> Result<Response<ProxyBody>, ErrorCode> {
+        if declared_length(&parts.headers).is_some_and(|len| len > self.max_body) {
+            body::linger(body);
+            return Err(ErrorCode::PayloadTooLarge);
+        }
+        let deadline = start + deadline_budget(&parts.headers, self.request_timeout);
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            // The caller has already given up: starting work now only wastes the cell's time.
+            return Err(ErrorCode::UpstreamTimeout);
+        }
+
+        let upstream = cell.pick();
+        span.record("upstream", field::display(upstream.authority()));
+
+        let headers = &mut parts.headers;
+        strip_hop_by_hop(headers);
+        add_forwarded(headers, remote.ip());
+        headers.insert(&X_REQUEST_ID, request_id.clone());
+        headers.insert(&X_CELL, cell.header().clone());
+        headers.insert(&TRACEPARENT, trace.to_header());
+        headers.insert(
+            &X_REQUEST_DEADLINE_MS,
+            HeaderValue::from(u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX)),
+        );
+
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(upstream.authority().clone());
+        if uri.path_and_query.is_none() {
+            uri.path_and_query = Some(PathAndQuery::from_static("/"));
+        }
+        parts.uri = Uri::from_parts(uri).map_err(|_| ErrorCode::UpstreamError)?;
+        parts.version = Version::HTTP_11;
+        let request = Request::from_parts(parts, LimitedBody::new(body, self.max_body));
+
+        let guard = InFlightGuard::new(cell.metrics().in_flight());
+        let result = tokio::time::timeout_at(deadline, upstream.client().request(request)).await;
+        let response = match result {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                if caused_by_body_limit(&e) {
+                    return Err(ErrorCode::PayloadTooLarge);
+                }
+                warn!(error = %error_chain(&e), connect = e.is_connect(), "upstream request failed");
+                return Err(ErrorCode::UpstreamError);
+            }
+            Err(_) => {
+                warn!(
+                    timeout_ms = remaining.as_millis() as u64,
+                    "upstream timed out"
+                );
+                return Err(ErrorCode::UpstreamTimeout);
+            }
+        };
+        let (mut head, inner) = response.into_parts();
+        strip_hop_by_hop(&mut head.headers);
+        Ok(Response::from_parts(
+            head,
+            ProxyBody::Upstream { inner, guard },
+        ))
+    }
+}
+
+/// The request's time budget: the route timeout, shortened by a client's
+/// `X-Request-Deadline-Ms` (remaining milliseconds). A malformed value is ignored, as Envoy
+/// does with its timeout headers, rather than failing a request over an optional hint.
+fn deadline_budget(headers: &http::HeaderMap, timeout: Duration) -> Duration {
+    headers
+        .get(&X_REQUEST_DEADLINE_MS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(timeout, |ms| timeout.min(Duration::from_millis(ms)))
+}
+
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn caused_by_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if matches!(
+            err.downcast_ref::<RequestBodyError>(),
+            Some(RequestBodyError::TooLarge)
+        ) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// The error and its causes on one line, for logs (never for clients).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        out.push_str(": ");
+        out.push_str(&err.to_string());
+        cur = err.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_header_only_shortens() {
+        let mut h = http::HeaderMap::new();
+        let t = Duration::from_secs(5);
+        assert_eq!(deadline_budget(&h, t), t);
+        h.insert(&X_REQUEST_DEADLINE_MS, HeaderValue::from_static("250"));
+        assert_eq!(deadline_budget(&h, t), Duration::from_millis(250));
+        h.insert(&X_REQUEST_DEADLINE_MS, HeaderValue::from_static("99999"));
+        assert_eq!(deadline_budget(&h, t), t);
+        h.insert(&X_REQUEST_DEADLINE_MS, HeaderValue::from_static("soon"));
+        assert_eq!(deadline_budget(&h, t), t);
+        h.insert(&X_REQUEST_DEADLINE_MS, HeaderValue::from_static("0"));
+        assert_eq!(deadline_budget(&h, t), Duration::ZERO);
+    }
+}

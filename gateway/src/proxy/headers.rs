@@ -1,0 +1,119 @@
+//! Header rewriting between client and upstream (RFC 9110 §7.6.1 hop-by-hop fields).
+
+use std::net::IpAddr;
+
+use http::HeaderMap;
+use http::header::{
+    CONNECTION, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
+};
+
+/// `X-Forwarded-For`
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Request-Id`
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// `X-Cell`
+pub static X_CELL: HeaderName = HeaderName::from_static("x-cell");
+/// `traceparent` (W3C Trace Context)
+pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// `X-Request-Deadline-Ms`: the remaining time budget of a request, in milliseconds.
+pub static X_REQUEST_DEADLINE_MS: HeaderName = HeaderName::from_static("x-request-deadline-ms");
+
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Removes hop-by-hop fields: the fixed set plus every field the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(CONNECTION) {
+        // Collect first: the names borrow from the map we are about to mutate. Rare path.
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+        headers.remove(CONNECTION);
+    }
+    for name in [
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &PROXY_AUTHENTICATE,
+        &PROXY_AUTHORIZATION,
+        &TE,
+        &TRAILER,
+        &TRANSFER_ENCODING,
+        &UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// Appends the client address to `X-Forwarded-For` and sets `X-Forwarded-Proto`.
+///
+/// The proto is overwritten, not trusted: at the edge, a client-supplied value is a lie
+/// the upstream must not act on.
+pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr) {
+    let client = match client {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {client}"),
+        _ => client.to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(&X_FORWARDED_FOR, value);
+    }
+    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+}
+
+/// Bytes the request's header fields occupy on the wire (name, value, `": "` and CRLF).
+pub fn header_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn strips_fixed_and_connection_named_fields() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, X-Secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(TE, HeaderValue::from_static("trailers"));
+        h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-keep", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h["x-keep"], "yes");
+    }
+
+    #[test]
+    fn forwarded_for_appends() {
+        let mut h = HeaderMap::new();
+        add_forwarded(&mut h, "10.0.0.1".parse().unwrap());
+        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1");
+        add_forwarded(&mut h, "::ffff:10.0.0.2".parse().unwrap());
+        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 10.0.0.2");
+        h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        add_forwarded(&mut h, "::1".parse().unwrap());
+        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 10.0.0.2, ::1");
+        assert_eq!(h[&X_FORWARDED_PROTO], "http");
+    }
+}

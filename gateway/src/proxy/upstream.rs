@@ -1,0 +1,185 @@
+//! Cells as the data plane sees them: placement plus pooled clients to each upstream.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use cell_router::{CellIndex, CellSpec, Placement, PlacementError};
+use http::HeaderValue;
+use http::uri::Authority;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::body::LimitedBody;
+use crate::config::{CellConfig, ServerConfig};
+use crate::metrics::{CellMetrics, Metrics};
+
+/// Why the cell set could not be built from config.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The placement rejected the cells (no cells, duplicate names, bad weights).
+    #[error("invalid cells: {0}")]
+    Placement(#[from] PlacementError),
+    /// An upstream address is not a valid URI authority.
+    #[error("cell {cell}: invalid upstream address {upstream:?}")]
+    Upstream {
+        /// The cell naming it.
+        cell: String,
+        /// The offending address.
+        upstream: String,
+    },
+    /// A cell name cannot be sent as an `X-Cell` header value.
+    #[error("cell name {0:?} is not a valid header value")]
+    CellName(String),
+}
+
+/// One upstream instance of a cell, with its own connection pool.
+///
+/// A pool per upstream keeps the pool's lock per instance: no lock is shared by all requests.
+#[derive(Debug)]
+pub struct Upstream {
+    authority: Authority,
+    client: Client<HttpConnector, LimitedBody>,
+}
+
+impl Upstream {
+    /// `host:port` of this upstream (for logs and metrics only, never for clients).
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// The pooled keep-alive HTTP/1.1 client for this upstream.
+    pub fn client(&self) -> &Client<HttpConnector, LimitedBody> {
+        &self.client
+    }
+}
+
+/// One cell: its upstreams and pre-resolved metric handles.
+#[derive(Debug)]
+pub struct Cell {
+    name: String,
+    header: HeaderValue,
+    upstreams: Box<[Upstream]>,
+    next: AtomicUsize,
+    metrics: CellMetrics,
+}
+
+impl Cell {
+    /// The configured name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The name as an `X-Cell` header value.
+    pub fn header(&self) -> &HeaderValue {
+        &self.header
+    }
+
+    /// The cell's metric handles.
+    pub fn metrics(&self) -> &CellMetrics {
+        &self.metrics
+    }
+
+    /// Upstream instances, in config order.
+    pub fn upstreams(&self) -> &[Upstream] {
+        &self.upstreams
+    }
+
+    /// Next upstream in round-robin order.
+    pub fn pick(&self) -> &Upstream {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.upstreams.len();
+        &self.upstreams[i]
+    }
+}
+
+/// All cells, indexed like the [`Placement`] built from them.
+#[derive(Debug)]
+pub struct Cells {
+    placement: Placement,
+    cells: Box<[Cell]>,
+}
+
+impl Cells {
+    /// Builds placement, pools and metric handles from config.
+    ///
+    /// # Errors
+    /// See [`BuildError`]; config validation normally rules all of them out first.
+    pub fn new(
+        cells: &[CellConfig],
+        server: &ServerConfig,
+        metrics: &Metrics,
+    ) -> Result<Cells, BuildError> {
+        let placement = Placement::new(cells.iter().map(|c| CellSpec::new(&*c.name, c.weight)))?;
+        let cells = cells
+            .iter()
+            .map(|c| build_cell(c, server, metrics))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_boxed_slice();
+        Ok(Cells { placement, cells })
+    }
+
+    /// The placement over these cells.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// The home cell of `key`.
+    pub fn home(&self, key: &[u8]) -> (CellIndex, &Cell) {
+        let idx = self.placement.home(key);
+        (idx, &self.cells[idx.get()])
+    }
+
+    /// The cell at `idx`.
+    pub fn get(&self, idx: CellIndex) -> Option<&Cell> {
+        self.cells.get(idx.get())
+    }
+
+    /// Every cell, in config order.
+    pub fn iter(&self) -> impl Iterator<Item = &Cell> {
+        self.cells.iter()
+    }
+}
+
+fn build_cell(
+    config: &CellConfig,
+    server: &ServerConfig,
+    metrics: &Metrics,
+) -> Result<Cell, BuildError> {
+    let upstreams = config
+        .upstreams
+        .iter()
+        .map(|u| {
+            let addr = u.authority();
+            let authority =
+                Authority::try_from(addr.as_str()).map_err(|_| BuildError::Upstream {
+                    cell: config.name.clone(),
+                    upstream: addr.clone(),
+                })?;
+            Ok(Upstream {
+                authority,
+                client: client(server),
+            })
+        })
+        .collect::<Result<Vec<_>, BuildError>>()?;
+    Ok(Cell {
+        header: HeaderValue::from_str(&config.name)
+            .map_err(|_| BuildError::CellName(config.name.clone()))?,
+        name: config.name.clone(),
+        upstreams: upstreams.into_boxed_slice(),
+        next: AtomicUsize::new(fastrand::usize(..)),
+        metrics: metrics.cell(&config.name),
+    })
+}
+
+fn client(server: &ServerConfig) -> Client<HttpConnector, LimitedBody> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(server.connect_timeout));
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(server.pool_idle_timeout)
+        .pool_max_idle_per_host(server.pool_max_idle_per_upstream)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(connector)
+}

@@ -1,0 +1,194 @@
+//! The `cellgate` command line as a user runs it: exit codes and messages.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use test_support::{EchoCell, Gateway};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_cellgate"))
+}
+
+fn write_config(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "cellgate-cli-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().unwrap()
+}
+
+#[test]
+fn check_config_accepts_the_examples() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for example in ["config/minimal.toml", "config/cellgate.example.toml"] {
+        let path = root.join(example);
+        let out = Command::new(bin())
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .env("CELLGATE_ADMIN_TOKEN", "t0ken")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{example}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
+    }
+}
+
+#[test]
+fn check_config_reports_file_and_line_and_exits_1() {
+    let cases = [
+        (
+            "[server]\nlisten = \"127.0.0.1:8080\"\nbogus = 1\n\n[[cells]]\nname = \"c\"\nupstreams = [\"127.0.0.1:1\"]\n",
+            ":3:",
+            "bogus",
+        ),
+        (
+            "[server]\nrequest_timeout = \"5 parsecs\"\n\n[[cells]]\nname = \"c\"\nupstreams = [\"127.0.0.1:1\"]\n",
+            ":2:",
+            "5 parsecs",
+        ),
+        (
+            "[[cells]]\nname = \"c\"\nupstreams = []\n",
+            ":3:",
+            "upstream",
+        ),
+        (
+            "[[cells]]\nname = \"c\"\nupstreams = [\"127.0.0.1:1\"]\n\n[[cells]]\nname = \"c\"\nupstreams = [\"127.0.0.1:2\"]\n",
+            ":6:",
+            "duplicate",
+        ),
+        (
+            "[[cells]]\nname = \"c\"\nupstreams = [\"http://127.0.0.1:1\"]\n",
+            ":3:",
+            "http://",
+        ),
+        (
+            "[server]\nadmin_token = \"${CELLGATE_TEST_SURELY_UNSET_VAR}\"\n\n[[cells]]\nname = \"c\"\nupstreams = [\"127.0.0.1:1\"]\n",
+            ":2:",
+            "CELLGATE_TEST_SURELY_UNSET_VAR",
+        ),
+        (
+            "[server]\nadmin_listen = \"0.0.0.0:9901\"\n\n[[cells]]\nname = \"c\"\nupstreams = [\"127.0.0.1:1\"]\n",
+            ":2:",
+            "admin_token",
+        ),
+    ];
+    for (text, line, needle) in cases {
+        let path = write_config("bad.toml", text);
+        let path_str = path.to_str().unwrap();
+        for command in ["check-config", "serve"] {
+            let out = run(&[command, "--config", path_str]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{command} {text:?}: {stderr}");
+            assert!(
+                stderr.contains(&format!("{path_str}{line}")),
+                "{command}: expected {path_str}{line} in {stderr:?}"
+            );
+            assert!(stderr.contains(needle), "expected {needle:?} in {stderr:?}");
+        }
+    }
+    let out = run(&["check-config", "--config", "/nonexistent/cellgate.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/cellgate.toml"));
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_helps() {
+    assert_eq!(run(&["serve"]).status.code(), Some(2));
+    assert_eq!(run(&["no-such-command"]).status.code(), Some(2));
+    let help = run(&["--help"]);
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for command in ["serve", "check-config", "demo", "echo-cell"] {
+        assert!(text.contains(command), "--help lacks {command}: {text}");
+    }
+}
+
+#[test]
+fn cellctl_talks_to_a_real_gateway() {
+    let cellctl = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target")
+        .join(if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        })
+        .join("cellctl");
+    if !cellctl.exists() {
+        // Built by `cargo test --workspace`; `cargo test -p gateway` alone does not build it.
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "cellctl"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let cell = EchoCell::start(bin(), "cell-1");
+    let gateway = Gateway::start(
+        bin(),
+        &format!(
+            "[server]\nlisten = \"{{listen}}\"\nadmin_listen = \"{{admin_listen}}\"\nadmin_token = \"s3cret\"\n\n[[cells]]\nname = \"cell-1\"\nupstreams = [\"{}\"]\n",
+            cell.addr
+        ),
+    );
+    let admin = gateway.admin_url("");
+    let ctl = |args: &[&str], token: Option<&str>| {
+        let mut cmd = Command::new(&cellctl);
+        cmd.arg("--admin").arg(&admin).args(args);
+        cmd.env_remove("CELLCTL_TOKEN");
+        if let Some(token) = token {
+            cmd.env("CELLCTL_TOKEN", token);
+        }
+        cmd.output().unwrap()
+    };
+
+    let out = ctl(&["-o", "json", "status"], Some("s3cret"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["cells"][0]["name"], "cell-1");
+
+    let out = ctl(&["where", "alice"], Some("s3cret"));
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("alice -> cell-1"));
+    let out = ctl(&["-o", "json", "where", "alice"], Some("s3cret"));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["cell"], "cell-1");
+
+    // Wrong or missing token: refused (1), with the reason.
+    for token in [None, Some("wrong")] {
+        let out = ctl(&["status"], token);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("token"));
+    }
+    // Open endpoints need no token.
+    let health = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(gateway.admin_url("/healthz"))
+        .output();
+    if let Ok(health) = health {
+        assert_eq!(String::from_utf8_lossy(&health.stdout), "200");
+    }
+    // Usage error: 2. Unreachable admin API: 3.
+    assert_eq!(ctl(&["where"], Some("s3cret")).status.code(), Some(2));
+    let out = Command::new(&cellctl)
+        .args(["--admin", "http://127.0.0.1:1", "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unreachable"));
+}
