@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use cell_router::{Placement, cell_seed};
+use cell_router::{Directory, Guard, Placement, RoutingTable, cell_seed};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
@@ -66,5 +66,44 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// A directory with `cell-1` draining over 1000 s from `t0`, and `pins` pinned keys.
+fn directory(placement: &Placement, t0: u64, pins: usize) -> Directory {
+    let dir = Directory::default()
+        .drain(placement, "cell-1", 1_000_000, t0, Guard::default())
+        .expect("a valid drain");
+    (0..pins).fold(dir, |dir, i| {
+        dir.pin(placement, &format!("pinned-{i}"), "cell-2", true)
+            .expect("a valid pin")
+    })
+}
+
+fn bench_route(c: &mut Criterion) {
+    let keys = keys();
+    let t0 = 1_700_000_000_000;
+    let mut group = c.benchmark_group("route");
+    for n in [3, 10] {
+        let placement = placement(n);
+        let tables = [
+            ("all_active", Directory::default()),
+            ("draining", directory(&placement, t0, 0)),
+            ("draining_pins", directory(&placement, t0, 1000)),
+        ];
+        for (name, dir) in tables {
+            let table = RoutingTable::new(placement.clone(), &dir);
+            group.bench_with_input(BenchmarkId::new(name, n), &table, |b, t| {
+                let mut keys = keys.iter().cycle();
+                // Half way through the ramp: half of cell-1's users have moved.
+                b.iter(|| {
+                    t.route(
+                        black_box(keys.next().expect("cycle is endless")),
+                        t0 + 500_000,
+                    )
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_route);
 criterion_main!(benches);
