@@ -1,8 +1,11 @@
 //! Command-line definition.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Operate Cellgate gateways through their admin API.
+///
+/// Exit codes: 0 done, 1 refused or failed (the message says why), 2 usage, 3 admin API
+/// unreachable.
 #[derive(Debug, Parser)]
 #[command(name = "cellctl", version, propagate_version = true)]
 pub struct Cli {
@@ -21,8 +24,8 @@ pub struct Cli {
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t)]
     pub output: Output,
-    /// Seconds to wait for the admin API.
-    #[arg(long, global = true, default_value_t = 5)]
+    /// Seconds to wait for each admin API call.
+    #[arg(long, global = true, default_value_t = 5, value_name = "SECONDS")]
     pub timeout: u64,
     /// What to do.
     #[command(subcommand)]
@@ -42,12 +45,95 @@ pub enum Output {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Per-cell state, weight, upstreams and in-flight requests.
+    /// Cells (state, weight, rps, errors, p99, in-flight), gateways and the directory version
+    /// each applied, and recent changes.
     Status,
-    /// Which cell serves a routing key, and why.
+    /// Which cell serves a routing key, and why (hash rank, pin, moved by drain).
     Where {
         /// The routing key (e.g. a user id).
         key: String,
+    },
+    /// Move a cell's users to their next-ranked cells, gradually.
+    Drain(RampArgs),
+    /// Bring a drained cell's users back, gradually (slow start).
+    Undrain(RampArgs),
+    /// Drain a cell at once, with no ramp: for emergencies.
+    Evacuate(EvacuateArgs),
+    /// Pin a routing key to a cell.
+    Pin(PinArgs),
+    /// Remove a key's pin.
+    Unpin {
+        /// The routing key.
+        key: String,
+        /// Why, for the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Dry run: what a change would do, without doing it.
+    Plan {
+        /// What to plan.
+        #[command(subcommand)]
+        action: PlanAction,
+    },
+}
+
+/// Flags of drain and undrain.
+#[derive(Debug, Args)]
+pub struct RampArgs {
+    /// The cell.
+    pub cell: String,
+    /// Ramp duration (e.g. 30s, 10m).
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub over: String,
+    /// Wait until the ramp has finished and every live gateway applied the change.
+    #[arg(long)]
+    pub wait: bool,
+    /// Drain even if fewer than `min_active_cells` would keep serving.
+    #[arg(long)]
+    pub force: bool,
+    /// Why, for the audit log.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// Flags of evacuate.
+#[derive(Debug, Args)]
+pub struct EvacuateArgs {
+    /// The cell.
+    pub cell: String,
+    /// Evacuate even if fewer than `min_active_cells` would keep serving.
+    #[arg(long)]
+    pub force: bool,
+    /// Wait until every live gateway applied the change.
+    #[arg(long)]
+    pub wait: bool,
+    /// Why, for the audit log.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// Flags of pin.
+#[derive(Debug, Args)]
+pub struct PinArgs {
+    /// The routing key.
+    pub key: String,
+    /// The cell to pin it to.
+    pub cell: String,
+    /// Keep the key on its cell even while that cell is drained.
+    #[arg(long)]
+    pub no_follow_drain: bool,
+    /// Why, for the audit log.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// Plannable actions.
+#[derive(Debug, Subcommand)]
+pub enum PlanAction {
+    /// Where a cell's users would go, and the receiving cells' load afterwards.
+    Drain {
+        /// The cell.
+        cell: String,
     },
 }
 

@@ -60,8 +60,35 @@ impl Admin {
 
     /// `GET` a JSON document.
     pub fn get(&self, path: &str) -> Result<Value, CtlError> {
+        self.send(reqwest::Method::GET, path, None)
+    }
+
+    /// `POST` a JSON body.
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value, CtlError> {
+        self.send(reqwest::Method::POST, path, Some(body))
+    }
+
+    /// `PUT` a JSON body.
+    pub fn put(&self, path: &str, body: &Value) -> Result<Value, CtlError> {
+        self.send(reqwest::Method::PUT, path, Some(body))
+    }
+
+    /// `DELETE`, with an optional JSON body.
+    pub fn delete(&self, path: &str, body: &Value) -> Result<Value, CtlError> {
+        self.send(reqwest::Method::DELETE, path, Some(body))
+    }
+
+    fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, CtlError> {
         let url = format!("{}{path}", self.base);
-        let mut request = self.http.get(&url);
+        let mut request = self.http.request(method, &url);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }

@@ -1,11 +1,14 @@
 //! One module per subcommand.
 
+mod change;
+mod pin;
+mod plan;
 mod status;
 mod where_key;
 
 use std::time::Duration;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, PlanAction};
 use crate::client::{Admin, CtlError};
 
 /// Runs the parsed command.
@@ -15,8 +18,24 @@ pub fn run(cli: &Cli) -> Result<(), CtlError> {
         cli.token.clone(),
         Duration::from_secs(cli.timeout),
     )?;
+    let out = cli.output;
     match &cli.command {
-        Command::Status => status::run(&admin, cli.output),
-        Command::Where { key } => where_key::run(&admin, cli.output, key),
+        Command::Status => status::run(&admin, out),
+        Command::Where { key } => where_key::run(&admin, out, key),
+        Command::Drain(args) => change::ramp(&admin, out, "drain", args),
+        Command::Undrain(args) => change::ramp(&admin, out, "undrain", args),
+        Command::Evacuate(args) => change::evacuate(&admin, out, args),
+        Command::Pin(args) => pin::pin(&admin, out, args),
+        Command::Unpin { key, reason } => pin::unpin(&admin, out, key, reason.as_deref()),
+        Command::Plan {
+            action: PlanAction::Drain { cell },
+        } => plan::drain(&admin, out, cell),
     }
+}
+
+/// Who is acting, for the audit log.
+fn actor() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "cellctl".to_owned())
 }

@@ -3,26 +3,37 @@
 //! `/healthz`, `/readyz` and `/metrics` are open; everything under `/admin/` needs the bearer
 //! token when one is configured. Readiness never depends on Redis.
 
+mod cells;
+mod error;
+mod pins;
+mod request;
+mod where_key;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Serialize;
 
+use crate::control::ControlPlane;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
-use crate::proxy::routing_key::MAX_KEY_LEN;
+use crate::stats::Rates;
+pub use error::ApiError;
 
 /// Shared state of the admin handlers.
 #[derive(Clone, Debug)]
 pub struct AdminState {
     /// The data plane, for cell views.
     pub proxy: Proxy,
+    /// The directory and its store.
+    pub control: ControlPlane,
+    /// Rolling per-cell rates.
+    pub rates: Rates,
     /// The metric registry.
     pub metrics: Arc<Metrics>,
     /// False until the data plane listens, and again once shutdown starts.
@@ -31,14 +42,27 @@ pub struct AdminState {
     pub token: Option<Arc<str>>,
     /// This gateway's id.
     pub gateway_id: Arc<str>,
+    /// `[control].min_active_cells`: the drain guard.
+    pub min_active_cells: usize,
+    /// Configured `capacity_rps` per cell, in config order.
+    pub capacity: Arc<[Option<f64>]>,
 }
 
 /// The admin router.
 pub fn router(state: AdminState) -> Router {
     let admin = Router::new()
-        .route("/admin/cells", get(cells))
-        .route("/admin/where/{key}", get(where_key))
-        .fallback(not_found)
+        .route("/admin/cells", get(cells::list))
+        .route("/admin/cells/{cell}/drain", post(cells::drain))
+        .route("/admin/cells/{cell}/undrain", post(cells::undrain))
+        .route("/admin/cells/{cell}/evacuate", post(cells::evacuate))
+        .route("/admin/cells/{cell}/plan", get(cells::plan))
+        .route("/admin/where/{key}", get(where_key::where_key))
+        .route("/admin/pins", get(pins::list))
+        .route(
+            "/admin/pins/{key}",
+            axum::routing::put(pins::put).delete(pins::delete),
+        )
+        .route("/admin/audit", get(audit))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -46,28 +70,21 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .merge(admin)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
-#[derive(Serialize)]
-struct ApiError {
-    error: &'static str,
-    message: String,
-}
-
-fn api_error(status: StatusCode, error: &'static str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(ApiError {
-            error,
-            message: message.into(),
-        }),
-    )
-        .into_response()
-}
-
 async fn not_found() -> Response {
-    api_error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint")
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint").into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    )
+    .into_response()
 }
 
 async fn require_token(
@@ -83,11 +100,12 @@ async fn require_token(
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default();
         if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-            return api_error(
+            return ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "missing or wrong bearer token",
-            );
+            )
+            .into_response();
         }
     }
     next.run(request).await
@@ -121,88 +139,17 @@ async fn metrics(State(state): State<AdminState>) -> Response {
         .into_response()
 }
 
-#[derive(Serialize)]
-struct CellView<'a> {
-    name: &'a str,
-    state: &'static str,
-    weight: f64,
-    effective_weight: f64,
-    upstreams: Vec<String>,
-    in_flight: i64,
+#[derive(serde::Deserialize)]
+struct AuditQuery {
+    limit: Option<usize>,
 }
 
-#[derive(Serialize)]
-struct CellsView<'a> {
-    gateway_id: &'a str,
-    cells: Vec<CellView<'a>>,
-}
-
-async fn cells(State(state): State<AdminState>) -> Response {
-    let cells = state.proxy.cells();
-    let placement = cells.placement();
-    let view = CellsView {
-        gateway_id: &state.gateway_id,
-        cells: placement
-            .indices()
-            .filter_map(|idx| {
-                let cell = cells.get(idx)?;
-                Some(CellView {
-                    name: cell.name(),
-                    state: "active",
-                    weight: placement.weight(idx),
-                    effective_weight: placement.weight(idx),
-                    upstreams: cell
-                        .upstreams()
-                        .iter()
-                        .map(|u| u.authority().to_string())
-                        .collect(),
-                    in_flight: cell.metrics().in_flight().get(),
-                })
-            })
-            .collect(),
-    };
-    Json(view).into_response()
-}
-
-#[derive(Serialize)]
-struct RankView<'a> {
-    cell: &'a str,
-    score: f64,
-}
-
-#[derive(Serialize)]
-struct WhereView<'a> {
-    key: &'a str,
-    cell: &'a str,
-    reason: &'static str,
-    ranking: Vec<RankView<'a>>,
-}
-
-async fn where_key(State(state): State<AdminState>, Path(key): Path<String>) -> Response {
-    if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control) {
-        return api_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_routing_key",
-            format!("a routing key is 1..={MAX_KEY_LEN} bytes without control characters"),
-        );
-    }
-    let placement = state.proxy.cells().placement();
-    let ranking: Vec<RankView<'_>> = placement
-        .rank(key.as_bytes())
-        .into_iter()
-        .map(|idx| RankView {
-            cell: placement.name(idx),
-            score: placement.score(key.as_bytes(), idx),
-        })
-        .collect();
-    let home = placement.name(placement.home(key.as_bytes()));
-    Json(WhereView {
-        key: &key,
-        cell: home,
-        reason: "hash_rank",
-        ranking,
-    })
-    .into_response()
+async fn audit(
+    State(state): State<AdminState>,
+    axum::extract::Query(q): axum::extract::Query<AuditQuery>,
+) -> Response {
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    Json(serde_json::json!({ "audit": state.control.audit(limit).await })).into_response()
 }
 
 #[cfg(test)]

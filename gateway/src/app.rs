@@ -7,13 +7,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
+use crate::control::{
+    ControlPlane, ControlPlaneOptions, DirectoryStore, MemoryStore, RedisStore, StoreError,
+    StoreOptions,
+};
 use crate::metrics::Metrics;
 use crate::proxy::server::{self, ServerLimits};
-use crate::proxy::{BuildError, Proxy};
+use crate::proxy::{BuildError, Cells, Proxy};
+use crate::stats::Rates;
 
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +38,9 @@ pub enum StartError {
     /// The data plane could not be built.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// The control-plane store could not be set up (bad Redis URL).
+    #[error("control plane: {0}")]
+    ControlPlane(#[source] StoreError),
 }
 
 /// A gateway with its listeners bound, ready to [`run`](Gateway::run).
@@ -41,6 +50,8 @@ pub struct Gateway {
     admin_listener: TcpListener,
     proxy: Proxy,
     admin: AdminState,
+    /// Stops the background tasks (control-plane sync, rate sampler) after draining.
+    stop: CancellationToken,
     limits: ServerLimits,
 }
 
@@ -50,8 +61,8 @@ impl Gateway {
     /// # Errors
     /// When a port cannot be bound or the cells cannot be built.
     pub async fn bind(config: &Config) -> Result<Gateway, StartError> {
-        let metrics = Metrics::new();
-        let proxy = Proxy::new(config, &metrics)?;
+        let mut metrics = Metrics::new();
+        let cells = Cells::new(&config.cells, &config.server, &metrics)?;
         let listener = bind("listen", config.server.listen).await?;
         let admin_listener = bind("admin_listen", config.server.admin_listen).await?;
         let gateway_id = config
@@ -59,17 +70,61 @@ impl Gateway {
             .gateway_id
             .clone()
             .unwrap_or_else(|| default_gateway_id(&listener));
+
+        // The directory: shared through Redis when configured, else local to this gateway.
+        // Startup waits at most one control-plane timeout for it (static stability).
+        let stop = CancellationToken::new();
+        let store: Arc<dyn DirectoryStore> = match &config.redis {
+            Some(redis) => Arc::new(
+                RedisStore::new(
+                    redis,
+                    StoreOptions {
+                        timeout: config.control.timeout,
+                    },
+                )
+                .map_err(StartError::ControlPlane)?,
+            ),
+            None => Arc::new(MemoryStore::new()),
+        };
+        let control = ControlPlane::start(
+            store,
+            cells.placement().clone(),
+            ControlPlaneOptions {
+                gateway_id: gateway_id.clone(),
+                state_dir: config.server.state_dir.clone(),
+                poll_interval: config.control.poll_interval,
+                heartbeat_interval: config.control.heartbeat_interval,
+                gateway_ttl: config.control.gateway_ttl,
+            },
+            stop.clone(),
+        )
+        .await;
+        control.register(metrics.registry_mut());
+
+        let proxy = Proxy::new(config, cells, control.clone(), &metrics);
+        let rates = Rates::new(
+            proxy
+                .cells()
+                .iter()
+                .map(|c| c.metrics().stats().clone())
+                .collect(),
+        );
         Ok(Gateway {
             admin: AdminState {
                 proxy: proxy.clone(),
+                control,
+                rates,
                 metrics: Arc::new(metrics),
                 ready: Arc::new(AtomicBool::new(false)),
                 token: config.server.admin_token.as_deref().map(Arc::from),
                 gateway_id: Arc::from(gateway_id),
+                min_active_cells: config.control.min_active_cells,
+                capacity: config.cells.iter().map(|c| c.capacity_rps).collect(),
             },
             listener,
             admin_listener,
             proxy,
+            stop,
             limits: ServerLimits {
                 max_header_bytes: config.server.max_header_bytes,
                 shutdown_grace: config.server.shutdown_grace,
@@ -95,9 +150,16 @@ impl Gateway {
             admin_listener,
             proxy,
             admin,
+            stop,
             limits,
         } = self;
         let ready = admin.ready.clone();
+        tokio::spawn(sample_rates(
+            admin.rates.clone(),
+            admin.control.clone(),
+            proxy.clone(),
+            stop.clone(),
+        ));
         let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
         let admin_task = tokio::spawn(async move {
             let router = admin::router(admin);
@@ -120,6 +182,7 @@ impl Gateway {
         .await;
         let _ = admin_stop.send(());
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), admin_task).await;
+        stop.cancel();
         info!(drained, "gateway stopped");
         drained
     }
@@ -141,4 +204,25 @@ fn default_gateway_id(listener: &TcpListener) -> String {
         .unwrap_or_else(|| "cellgate".to_owned());
     let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
     format!("{host}:{port}")
+}
+
+/// Samples per-cell rates every second and hands them to the control plane, whose heartbeats
+/// carry them to `cellctl plan` on every gateway.
+async fn sample_rates(rates: Rates, control: ControlPlane, proxy: Proxy, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        rates.sample();
+        let by_cell = proxy
+            .cells()
+            .iter()
+            .zip(rates.current())
+            .map(|(cell, r)| (cell.name().to_owned(), r.rps))
+            .collect();
+        control.set_cell_rps(by_cell);
+    }
 }

@@ -33,6 +33,7 @@ use std::path::Path;
 
 mod bytesize;
 mod cells;
+mod control;
 mod delivery;
 mod env;
 mod error;
@@ -45,6 +46,7 @@ mod upstream;
 mod validate;
 
 pub use self::cells::{CellConfig, DEFAULT_MAX_IN_FLIGHT};
+pub use self::control::ControlConfig;
 pub use self::delivery::DeliveryConfig;
 pub use self::env::{Env, ProcessEnv};
 pub use self::error::ConfigError;
@@ -72,6 +74,8 @@ pub struct Config {
     pub delivery: Option<DeliveryConfig>,
     /// `[ratelimit]`; `None` means no rate limiting.
     pub ratelimit: Option<RateLimitConfig>,
+    /// `[control]`: directory control plane settings (always present, defaults when absent).
+    pub control: ControlConfig,
 }
 
 impl Config {
@@ -108,6 +112,7 @@ impl Config {
             .transpose()?;
         let routing = routing::build(&raw.routing, &ctx)?;
         let cells = cells::build_all(&raw.cells, &ctx)?;
+        let control = control::build(&raw.control, &ctx)?;
         if let (Some(delivery), None) = (&raw.delivery, &raw.redis) {
             return Err(ctx.error_at(
                 delivery.span(),
@@ -131,6 +136,7 @@ impl Config {
             cells,
             delivery,
             ratelimit,
+            control,
         })
     }
 }

@@ -4,6 +4,8 @@
 //! describes: the request path increments atomics and never looks a label set up in a map.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -14,6 +16,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::proxy::error::ErrorCode;
+use crate::stats::CellStats;
 
 /// HTTP status class of a response, as a metric label.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -88,13 +91,20 @@ pub struct CellMetrics {
     by_class: [Counter; 5],
     latency: Histogram,
     in_flight: Gauge,
+    stats: Arc<CellStats>,
 }
 
 impl CellMetrics {
     /// Counts one finished request and its latency to the response head.
-    pub fn record(&self, status: u16, seconds: f64) {
+    pub fn record(&self, status: u16, elapsed: Duration) {
         self.by_class[StatusClass::index(status)].inc();
-        self.latency.observe(seconds);
+        self.latency.observe(elapsed.as_secs_f64());
+        self.stats.record(status, elapsed);
+    }
+
+    /// The rolling-window counters behind `cellctl status`.
+    pub fn stats(&self) -> &Arc<CellStats> {
+        &self.stats
     }
 
     /// The in-flight gauge; a request holds +1 until its response body is done.
@@ -184,6 +194,7 @@ impl Metrics {
             by_class,
             latency: self.latency.get_or_create_owned(&label),
             in_flight: self.in_flight.get_or_create_owned(&label),
+            stats: Arc::default(),
         }
     }
 

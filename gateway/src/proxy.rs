@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, Span, debug, field, info_span, warn};
 
 use crate::config::Config;
+use crate::control::{ControlPlane, now_ms};
 use crate::metrics::{ErrorMetrics, Metrics};
 use body::{InFlightGuard, LimitedBody, ProxyBody, RequestBodyError};
 use error::{ErrorCode, respond};
@@ -44,6 +45,7 @@ pub struct Proxy {
 struct Inner {
     keys: RoutingKeys,
     cells: Cells,
+    control: ControlPlane,
     request_timeout: Duration,
     max_body: u64,
     max_header_bytes: usize,
@@ -51,21 +53,19 @@ struct Inner {
 }
 
 impl Proxy {
-    /// Builds the proxy from a validated config.
-    ///
-    /// # Errors
-    /// When the cells cannot be built (see [`BuildError`]).
-    pub fn new(config: &Config, metrics: &Metrics) -> Result<Proxy, BuildError> {
-        Ok(Proxy {
+    /// Builds the proxy from a validated config, its cells and the directory to route by.
+    pub fn new(config: &Config, cells: Cells, control: ControlPlane, metrics: &Metrics) -> Proxy {
+        Proxy {
             inner: Arc::new(Inner {
                 keys: RoutingKeys::new(&config.routing),
-                cells: Cells::new(&config.cells, &config.server, metrics)?,
+                cells,
+                control,
                 request_timeout: config.server.request_timeout,
                 max_body: config.server.max_request_body,
                 max_header_bytes: config.server.max_header_bytes,
                 errors: metrics.errors(),
             }),
-        })
+        }
     }
 
     /// The cells this proxy routes to.
@@ -141,9 +141,14 @@ impl Inner {
 
         // 2. Rate limit: local decision, added with the limiter (issue 4).
 
-        // 3. Cell. The key borrows the headers; it is dropped here so they can be rewritten.
-        let (_, cell) = self.cells.home(&key);
+        // 3. Cell: pins and drains come from the directory snapshot (lock-free load). The key
+        //    borrows the headers; it is dropped here so they can be rewritten.
+        let route = self.control.load_table().route(&key, now_ms());
         drop(key);
+        let Some(cell) = self.cells.get(route.cell) else {
+            // The table is built from the same cell list; a miss would be a bug, not input.
+            return fail(ErrorCode::CellUnavailable);
+        };
         span.record("cell", cell.name());
 
         let mut response = self
@@ -151,7 +156,7 @@ impl Inner {
             .await
             .unwrap_or_else(fail);
         cell.metrics()
-            .record(response.status().as_u16(), start.elapsed().as_secs_f64());
+            .record(response.status().as_u16(), start.elapsed());
         // 5. The client learns which cell served it, even for gateway-made errors.
         response
             .headers_mut()

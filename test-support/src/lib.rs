@@ -29,6 +29,7 @@
 //! Fixtures panic with a clear message when something goes wrong: in a test, that is the
 //! right way to fail.
 
+mod bins;
 mod child;
 mod echo_cell;
 mod gateway;
@@ -39,6 +40,7 @@ mod redis;
 mod tempdir;
 mod wait;
 
+pub use bins::workspace_bin;
 pub use child::ChildGuard;
 pub use echo_cell::EchoCell;
 pub use gateway::{ADMIN_LISTEN_PLACEHOLDER, Gateway, LISTEN_PLACEHOLDER, render_config};

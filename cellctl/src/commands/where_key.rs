@@ -25,14 +25,16 @@ fn render(v: &Value) -> String {
                 (i + 1).to_string(),
                 r["cell"].as_str().unwrap_or("-").to_owned(),
                 format!("{:.4}", r["score"].as_f64().unwrap_or_default()),
+                r["state"].as_str().unwrap_or("-").to_owned(),
             ]
         })
         .collect();
     format!(
-        "{} -> {} ({})\n{}",
+        "{} -> {} ({}: {})\n{}",
         v["key"].as_str().unwrap_or("-"),
         v["cell"].as_str().unwrap_or("-"),
         v["reason"].as_str().unwrap_or("-"),
-        table(&["RANK", "CELL", "SCORE"], &rows)
+        v["detail"].as_str().unwrap_or("-"),
+        table(&["RANK", "CELL", "SCORE", "STATE"], &rows)
     )
 }

@@ -24,6 +24,9 @@ pub struct CellConfig {
     /// Bulkhead: requests in flight to this cell beyond this get 503 at once. Default 512,
     /// at least 1.
     pub max_in_flight: usize,
+    /// **Extension.** Requests per second the cell is sized for; `cellctl plan drain` warns
+    /// when a drain would push a receiving cell above it. Default: unknown (no warning).
+    pub capacity_rps: Option<f64>,
 }
 
 impl CellConfig {
@@ -34,6 +37,7 @@ impl CellConfig {
             upstreams,
             weight: 1.0,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            capacity_rps: None,
         }
     }
 }
@@ -115,10 +119,26 @@ fn build(raw: &RawCell, ctx: &Ctx<'_>) -> Result<CellConfig> {
     let max_in_flight = or_default(raw.max_in_flight.as_ref(), DEFAULT_MAX_IN_FLIGHT, |v| {
         ctx.usize_at_least(v, 1, &format!("`max_in_flight` of cell `{name}`"))
     })?;
+    let capacity_rps = raw
+        .capacity_rps
+        .as_ref()
+        .map(|v| {
+            let rps = v.get_ref().0;
+            if rps.is_finite() && rps > 0.0 {
+                Ok(rps)
+            } else {
+                Err(ctx.error_at(
+                    v.span(),
+                    format!("invalid capacity_rps {rps} for cell `{name}`: must be a number > 0"),
+                ))
+            }
+        })
+        .transpose()?;
     Ok(CellConfig {
         name,
         upstreams,
         weight,
         max_in_flight,
+        capacity_rps,
     })
 }

@@ -27,6 +27,8 @@ pub(super) struct RawConfig {
     pub cells: Vec<Spanned<RawCell>>,
     pub delivery: Option<Spanned<RawDelivery>>,
     pub ratelimit: Option<Spanned<RawRateLimit>>,
+    #[serde(default)]
+    pub control: RawControl,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,6 +45,7 @@ pub(super) struct RawServer {
     pub shutdown_grace: Option<Text>,
     pub pool_idle_timeout: Option<Text>,
     pub pool_max_idle_per_upstream: Option<Int>,
+    pub state_dir: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +70,7 @@ pub(super) struct RawCell {
     pub upstreams: Spanned<Vec<Text>>,
     pub weight: Option<Spanned<Number>>,
     pub max_in_flight: Option<Int>,
+    pub capacity_rps: Option<Spanned<Number>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -267,4 +271,14 @@ mod tests {
         let err = toml::from_str::<RawConfig>(text).unwrap_err();
         assert!(err.message().contains("out of range"), "{}", err.message());
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [control] table")]
+pub(super) struct RawControl {
+    pub min_active_cells: Option<Int>,
+    pub poll_interval: Option<Text>,
+    pub heartbeat_interval: Option<Text>,
+    pub gateway_ttl: Option<Text>,
+    pub timeout: Option<Text>,
 }

@@ -46,6 +46,9 @@ pub struct ServerConfig {
     /// Idle connections kept per upstream; 0 disables pooling (Cellgate extension).
     /// Default 256.
     pub pool_max_idle_per_upstream: usize,
+    /// **Extension.** Directory where the gateway persists its last-known cell directory, to
+    /// boot from when the control plane (Redis) is down at start. Default: none.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +65,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_upstream: 256,
+            state_dir: None,
         }
     }
 }
@@ -114,6 +118,14 @@ pub(super) fn build(raw: &RawServer, ctx: &Ctx<'_>) -> Result<ServerConfig> {
         |v| ctx.usize_at_least(v, 0, "`server.pool_max_idle_per_upstream`"),
     )?;
 
+    let state_dir = raw
+        .state_dir
+        .as_ref()
+        .map(|v| ctx.string(v))
+        .transpose()?
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from);
+
     // Blame admin_listen when it is written, else listen: a non-loopback admin bind is always
     // explicit (the default is loopback), and a clash with the default admin bind comes from
     // a `listen` on port 9901.
@@ -152,6 +164,7 @@ pub(super) fn build(raw: &RawServer, ctx: &Ctx<'_>) -> Result<ServerConfig> {
         shutdown_grace,
         pool_idle_timeout,
         pool_max_idle_per_upstream,
+        state_dir,
     })
 }
 

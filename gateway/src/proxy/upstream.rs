@@ -123,12 +123,6 @@ impl Cells {
         &self.placement
     }
 
-    /// The home cell of `key`.
-    pub fn home(&self, key: &[u8]) -> (CellIndex, &Cell) {
-        let idx = self.placement.home(key);
-        (idx, &self.cells[idx.get()])
-    }
-
     /// The cell at `idx`.
     pub fn get(&self, idx: CellIndex) -> Option<&Cell> {
         self.cells.get(idx.get())

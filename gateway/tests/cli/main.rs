@@ -118,22 +118,7 @@ fn usage_errors_exit_2_and_help_helps() {
 
 #[test]
 fn cellctl_talks_to_a_real_gateway() {
-    let cellctl = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target")
-        .join(if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        })
-        .join("cellctl");
-    if !cellctl.exists() {
-        // Built by `cargo test --workspace`; `cargo test -p gateway` alone does not build it.
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "cellctl"])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
+    let cellctl = test_support::workspace_bin("cellctl");
     let cell = EchoCell::start(bin(), "cell-1");
     let gateway = Gateway::start(
         bin(),
@@ -191,4 +176,71 @@ fn cellctl_talks_to_a_real_gateway() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unreachable"));
+}
+
+#[test]
+fn demo_serves_three_cells_and_stops_on_ctrl_c() {
+    use std::io::Read as _;
+    use std::time::{Duration, Instant};
+
+    let (listen, admin) = (test_support::free_addr(), test_support::free_addr());
+    let mut child = Command::new(bin())
+        .args([
+            "demo",
+            "--listen",
+            &listen.to_string(),
+            "--admin-listen",
+            &admin.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while test_support::http::get(admin, "/readyz")
+        .map(|r| r.status)
+        .ok()
+        != Some(200)
+    {
+        assert!(Instant::now() < deadline, "demo never became ready");
+        assert!(child.try_wait().unwrap().is_none(), "demo exited early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut cells = std::collections::BTreeSet::new();
+    for i in 0..60 {
+        let response = test_support::http::get(listen, &format!("/hello?user=demo-{i}")).unwrap();
+        assert_eq!(response.status, 200);
+        cells.insert(response.header("x-cell").unwrap().to_owned());
+    }
+    assert_eq!(
+        cells.into_iter().collect::<Vec<_>>(),
+        ["cell-1", "cell-2", "cell-3"]
+    );
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "demo did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    let mut banner = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut banner)
+        .unwrap();
+    assert!(
+        banner.contains(&format!(
+            "curl -s -H 'x-user-id: alice' http://{listen}/hello"
+        )),
+        "{banner}"
+    );
+    assert!(banner.contains("cellctl"), "{banner}");
 }

@@ -1,0 +1,162 @@
+//! [`MemoryStore`]: the directory store of a single process (`cellgate demo`, tests).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use cell_router::Directory;
+use futures_util::future::{self, BoxFuture, FutureExt};
+use futures_util::stream::{self, BoxStream, StreamExt};
+use tokio::sync::watch;
+
+use super::clock::{self, Clock};
+use super::store::{
+    AUDIT_CAP, AuditEntry, DirectoryStore, GatewayStatus, HeartbeatRecord, StoreError,
+};
+
+/// A [`DirectoryStore`] in memory: the same contract as the Redis store (compare-and-set,
+/// audit cap, announcements, heartbeat expiry), shared only by the control planes of one
+/// process. Every call completes at once.
+#[derive(Debug)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+    announce: watch::Sender<u64>,
+    clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    directory: Directory,
+    /// Newest first.
+    audit: VecDeque<AuditEntry>,
+    gateways: BTreeMap<String, HeartbeatRecord>,
+}
+
+impl MemoryStore {
+    /// An empty store (version 0) on the system clock.
+    pub fn new() -> Self {
+        Self::with_clock(clock::system())
+    }
+
+    /// An empty store that expires heartbeats by `clock`.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            announce: watch::Sender::new(0),
+            clock,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the state consistent, so a panic elsewhere while the
+        // lock was held does not invalidate it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn compare_and_set_now(
+        &self,
+        expected_version: u64,
+        next: &Directory,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        StoreError::check_next(expected_version, next)?;
+        {
+            let mut state = self.state();
+            if state.directory.version != expected_version {
+                return Err(StoreError::Conflict {
+                    current: state.directory.version,
+                });
+            }
+            state.directory = next.clone();
+            state.audit.push_front(audit.clone());
+            state.audit.truncate(AUDIT_CAP);
+        }
+        self.announce.send_replace(next.version);
+        Ok(())
+    }
+}
+
+impl MemoryStore {
+    fn restore_now(&self, directory: &Directory, audit: &AuditEntry) -> Result<(), StoreError> {
+        {
+            let mut state = self.state();
+            if state.directory.version >= directory.version {
+                return Err(StoreError::Conflict {
+                    current: state.directory.version,
+                });
+            }
+            state.directory = directory.clone();
+            state.audit.push_front(audit.clone());
+            state.audit.truncate(AUDIT_CAP);
+        }
+        self.announce.send_replace(directory.version);
+        Ok(())
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DirectoryStore for MemoryStore {
+    fn load(&self) -> BoxFuture<'_, Result<Directory, StoreError>> {
+        future::ready(Ok(self.state().directory.clone())).boxed()
+    }
+
+    fn compare_and_set<'a>(
+        &'a self,
+        expected_version: u64,
+        next: &'a Directory,
+        audit: &'a AuditEntry,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        future::ready(self.compare_and_set_now(expected_version, next, audit)).boxed()
+    }
+
+    fn restore<'a>(
+        &'a self,
+        directory: &'a Directory,
+        audit: &'a AuditEntry,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        future::ready(self.restore_now(directory, audit)).boxed()
+    }
+
+    fn version(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        future::ready(Ok(self.state().directory.version)).boxed()
+    }
+
+    fn subscribe(&self) -> BoxStream<'static, u64> {
+        let mut rx = self.announce.subscribe();
+        rx.mark_unchanged();
+        stream::unfold(rx, |mut rx| async move {
+            rx.changed().await.ok()?;
+            let version = *rx.borrow_and_update();
+            Some((version, rx))
+        })
+        .boxed()
+    }
+
+    fn heartbeat<'a>(
+        &'a self,
+        status: &'a GatewayStatus,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let record = HeartbeatRecord::new(status, ttl);
+        self.state().gateways.insert(status.id.clone(), record);
+        future::ready(Ok(())).boxed()
+    }
+
+    fn gateways(&self) -> BoxFuture<'_, Result<Vec<GatewayStatus>, StoreError>> {
+        let now_ms = self.clock.now_ms();
+        let mut state = self.state();
+        state.gateways.retain(|_, record| record.is_live(now_ms));
+        let live = state.gateways.values().map(|r| r.status.clone()).collect();
+        future::ready(Ok(live)).boxed()
+    }
+
+    fn audit(&self, limit: usize) -> BoxFuture<'_, Result<Vec<AuditEntry>, StoreError>> {
+        let entries = self.state().audit.iter().take(limit).cloned().collect();
+        future::ready(Ok(entries)).boxed()
+    }
+}
