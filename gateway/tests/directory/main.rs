@@ -11,6 +11,14 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use test_support::{EchoCell, Gateway, RedisServer, wait_until, workspace_bin};
 
+/// The tests of this file each run Redis, three cells and up to two gateways, and some
+/// measure latency: running them one at a time keeps a 2-core machine from being the noise.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_cellgate"))
 }
@@ -92,6 +100,7 @@ struct Seen {
     started: Instant,
     status: u16,
     cell: String,
+    latency: Duration,
 }
 
 /// Steady traffic from many keys to every gateway until stopped.
@@ -110,21 +119,29 @@ fn traffic(
         .map(|(g, addr, worker)| {
             let stop = stop.clone();
             std::thread::spawn(move || {
+                let http = reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .unwrap();
+                let url = format!("http://{addr}/");
                 let mut seen = Vec::new();
                 let mut i = worker;
                 while !stop.load(Ordering::Relaxed) {
                     let key = format!("user-{}", i % keys);
                     i += 3;
                     let started = Instant::now();
-                    let (status, cell) = match test_support::http::request(
-                        addr,
-                        "GET",
-                        "/",
-                        &[("x-user-id", &key)],
-                        b"",
-                        Duration::from_secs(5),
-                    ) {
-                        Ok(r) => (r.status, r.header("x-cell").unwrap_or("").to_owned()),
+                    let (status, cell) = match http.get(&url).header("x-user-id", &key).send() {
+                        Ok(r) => {
+                            let cell = r
+                                .headers()
+                                .get("x-cell")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_owned();
+                            let status = r.status().as_u16();
+                            let _ = r.bytes();
+                            (status, cell)
+                        }
                         Err(_) => (0, String::new()),
                     };
                     seen.push(Seen {
@@ -132,6 +149,7 @@ fn traffic(
                         started,
                         status,
                         cell,
+                        latency: started.elapsed(),
                     });
                 }
                 seen
@@ -142,6 +160,7 @@ fn traffic(
 
 #[test]
 fn drain_and_undrain_follow_on_every_gateway_with_zero_errors() {
+    let _serial = serial();
     let redis = RedisServer::start();
     let s = stack(Some(&redis), 2);
     let (a, b) = (&s.gateways[0], &s.gateways[1]);
@@ -225,6 +244,7 @@ fn drain_and_undrain_follow_on_every_gateway_with_zero_errors() {
 
 #[test]
 fn redis_stopped_gateways_keep_routing_and_converge_after() {
+    let _serial = serial();
     let redis = RedisServer::start();
     let s = stack(Some(&redis), 2);
     let (a, b) = (&s.gateways[0], &s.gateways[1]);
@@ -285,6 +305,13 @@ fn redis_stopped_gateways_keep_routing_and_converge_after() {
         during.iter().all(|s| s.cell != "cell-3"),
         "the last-known directory (cell-3 drained) was not kept"
     );
+    let before: Vec<&Seen> = seen.iter().filter(|s| s.started < stopped).collect();
+    let (p99_before, p99_during) = (p99(&before), p99(&during));
+    println!("p99 before the outage {p99_before:?}, during {p99_during:?}");
+    assert!(
+        p99_during <= p99_before + Duration::from_millis(1),
+        "p99 grew while Redis was stopped: {p99_before:?} -> {p99_during:?}"
+    );
 
     // After SIGCONT they converge: a new change reaches both.
     wait_until(Duration::from_secs(10), "control plane reconnected", || {
@@ -299,8 +326,34 @@ fn redis_stopped_gateways_keep_routing_and_converge_after() {
     });
 }
 
+fn p99(seen: &[&Seen]) -> Duration {
+    let mut latencies: Vec<Duration> = seen.iter().map(|s| s.latency).collect();
+    latencies.sort_unstable();
+    latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)]
+}
+
+#[test]
+fn drains_survive_a_gateway_restart() {
+    let _serial = serial();
+    let redis = RedisServer::start();
+    let mut s = stack(Some(&redis), 1);
+    ok(&cellctl(
+        &s.gateways[0],
+        &["drain", "cell-1", "--over", "1h"],
+    ));
+    ok(&cellctl(&s.gateways[0], &["pin", "alice", "cell-3"]));
+    s.gateways[0].restart();
+    let gw = &s.gateways[0];
+    assert_eq!(cell_state(gw, "cell-1").0, "draining");
+    let v: Value =
+        serde_json::from_slice(&ok(&cellctl(gw, &["-o", "json", "where", "alice"])).stdout)
+            .unwrap();
+    assert_eq!(v["cell"], "cell-3");
+}
+
 #[test]
 fn racing_drains_never_lose_an_update() {
+    let _serial = serial();
     let redis = RedisServer::start();
     let s = stack(Some(&redis), 2);
     let (a, b) = (&s.gateways[0], &s.gateways[1]);
@@ -336,6 +389,7 @@ fn racing_drains_never_lose_an_update() {
 
 #[test]
 fn cellctl_commands_and_exit_codes() {
+    let _serial = serial();
     let s = stack(None, 1);
     let gw = &s.gateways[0];
     let _ = &s.cells;
