@@ -1,21 +1,117 @@
-//! Rate limiting for Cellgate.
+//! Rate limiting for Cellgate: local decisions, demand-proportional shares synchronised
+//! through Redis, fail-open.
 //!
 //! Policies ([`PolicyConfig`], counted per [`PolicyKey`]) say how many requests each user,
-//! client address, header value, cell or the whole fleet may make per window. Decisions are
-//! taken locally, from in-memory per-key state; global usage is synchronised with Redis in the
-//! background and the limiter fails open when Redis is slow or down.
+//! client address, header value, cell or the whole fleet may make per window. A [`Limiter`]
+//! decides each request from in-memory per-key state, with no network I/O
+//! ([`Limiter::check`]: a map lookup and a per-key lock held for a few dozen nanoseconds). A
+//! background task ([`Limiter::spawn_sync`]) exchanges each active key's demand with Redis and
+//! sets this gateway's share of the limit.
 //!
 //! ```
 //! use std::time::Duration;
-//! use ratelimit::{PolicyConfig, PolicyKey};
+//! use ratelimit::{Limiter, LimiterOptions, PolicyConfig, PolicyKey};
 //!
 //! let policy = PolicyConfig::new("per-user", "user".parse()?, 100, Duration::from_secs(1))
 //!     .with_burst(20);
 //! assert_eq!(policy.key, PolicyKey::User);
-//! assert!(policy.validate().is_ok());
-//! # Ok::<(), ratelimit::PolicyKeyError>(())
+//! let limiter = Limiter::new(vec![policy], LimiterOptions::new("gw-1"))?;
+//! let admitted = (0..50).filter(|_| limiter.check(0, b"alice").allowed).count();
+//! assert_eq!(admitted, 20); // the burst; then 100 per second
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Algorithm: demand-proportional shares
+//!
+//! Notation: `R = limit / per` (the policy's rate), `B` its burst, `N` live gateways, `T` the
+//! sync interval, `d_g` gateway `g`'s demand for a key (requests *seen* per second, allowed
+//! or denied, as an EWMA with time constant `T`), `D = Σ d_g`.
+//!
+//! * **Local decision.** Each tracked key has a token bucket of rate `R·s_g` and capacity
+//!   `max(B·s_g, 1)`, where `s_g` is this gateway's share. A request takes a token or is
+//!   denied; either way it counts as demand.
+//! * **Sync.** Every `T` (±10% jitter), for each key that needs it, the gateway runs one Lua
+//!   script (`EVALSHA`; all keys of a tick in pipelines of 256): it writes `d_g` with an expiry
+//!   on Redis's clock into the key's hash `{rl:<policy>:<escaped key>}`, drops expired entries
+//!   of other gateways, and returns `D`, the number of live entries `n` and the floored sum
+//!   `E = Σ max(d_i, D/(10n))`. The new share is `s_g = max(d_g, D/(10n)) / E`. Shares from
+//!   one snapshot sum to exactly 1, so **the fleet admits `R`**, whatever the offered load.
+//!   The floor keeps a gateway whose traffic paused from being starved when it resumes (every
+//!   reporting gateway keeps at least `1/(11n)` of the limit).
+//! * **Which keys sync.** A key is *hot* when this gateway denied a request or dropped under a
+//!   quarter of its bucket since the last tick, uses half its local rate, or the fleet's
+//!   demand is at least `R/2`; hot keys report every tick (entry kept `3T`). Other active keys
+//!   report every 10 ticks (entry kept `13T`). Keys whose demand decayed to ~0 stop reporting
+//!   and their entries lapse. Redis work per tick is one script call per reporting key:
+//!   it scales with active keys, never with requests.
+//! * **New keys** start with `s = 1/N_live` ([`Limiter::set_live_gateways`], default 1). This
+//!   never lets the fleet exceed `R` (if `N_live` is right) but can under-admit a key whose
+//!   traffic is concentrated on one gateway until its first answer (≤ `T` once the key is hot).
+//!
+//! ## Bounds (Redis healthy, `N` gateways, key offered `D` requests per second)
+//!
+//! * **Overshoot.** In steady state the fleet admits at most `R·W + Σ_g max(B·s_g, 1) ≤
+//!   R·W + B + N` in any window `W` — independent of the offered load, because every gateway
+//!   is capped by its own bucket. After a demand shift, shares computed from snapshots up to
+//!   `T` apart can sum to more than 1 for about `2T`; the excess is at most the change of the
+//!   demand split in that time, `R·T·Σ|Δs_g|`, bounded by `2·R·T` per shift. A new key (or a
+//!   key back from idle) on a gateway adds at most `R/N_live · T + B/N_live` before its first
+//!   answer if `N_live` underestimates the fleet.
+//! * **Under-admission.** With `D ≥ R` and a stable split each gateway's demand exceeds its
+//!   rate and the fleet admits `R`. After a shift the shares converge with the EWMA, as
+//!   `e^(-t/T)`: within 2% after `4T` plus the sync delay, so a 1 s window is within ±5% from
+//!   about `5T` after the shift (0.5 s at `T = 100ms`).
+//! * **Keys under their limit** (`D ≤ R`): each gateway's rate `R·d_g/D ≥ d_g` and its bucket
+//!   `B·d_g/D`, so steady traffic is never refused; only a burst larger than `B·d_g/D` on one
+//!   gateway within `T` of a change of split can be.
+//!
+//! ## Redis slow or down: fail open
+//!
+//! Every Redis call (connect, script load, each pipeline) is bounded by `[redis].timeout`.
+//! On a timeout or error the limiter enters [`LimiterMode::Degraded`]: each key keeps its
+//! last-known share (so the fleet still admits about `R`, at most `R·W + B + N`), keys with
+//! nothing known get `1/N_live` (with `N_live = 1`, the full limit locally: at most `N·R`
+//! fleet-wide if the live count is stale). Checks never wait for Redis. Sync attempts back
+//! off, doubling from `T` up to 1 s, jittered (one cheap attempt per second per gateway does
+//! not hammer a struggling Redis, and recovery is noticed within a second). The mode becomes
+//! `Degraded` at the first tick that times out: within `T·1.1 + timeout` of Redis freezing.
+//!
+//! On recovery the first successful tick only reports (the other gateways' entries have
+//! lapsed, so its answer would overstate this gateway's share); the next three ticks apply
+//! answers but never shrink a share by more than half per tick, so keys under their limit
+//! see no burst of false denials; then normal operation resumes.
+//!
+//! ## Bounded memory
+//!
+//! A key with no request for `max(idle_after, per·burst/limit)` is evicted by the sync task
+//! (after that long its bucket would be full again, so forgetting it is invisible). At most
+//! `max_keys` keys are tracked over all policies: above 90% of it the sync task evicts the
+//! least recently used keys down to 80%; a key arriving while `max_keys` are tracked shares
+//! its policy's overflow bucket (one key's limit at share `1/N_live`), so a flood of new keys
+//! can never grow memory, and keys already tracked (the ones being hammered) keep their state.
+//! A tracked key costs about [`BYTES_PER_KEY`] bytes plus its length (map slot, boxed key,
+//! `Arc`'d state), so memory is at most `max_keys × (BYTES_PER_KEY + key length)`: ~190 MB for
+//! 1,000,000 keys of 16 bytes.
 
+mod bucket;
+mod clock;
+mod error;
+mod limiter;
+mod metrics;
 mod policy;
+mod redis;
+mod share;
+mod state;
+mod sync;
 
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::LimiterError;
+pub use limiter::{Decision, KeyView, Limiter, LimiterMode, LimiterOptions};
 pub use policy::{MAX_POLICY_NAME_LEN, PolicyConfig, PolicyError, PolicyKey, PolicyKeyError};
+pub use redis::RedisSync;
+pub use sync::SyncTask;
+
+/// Estimated memory per tracked key, excluding the key's bytes: the map slot (boxed key
+/// pointer and length, `Arc` pointer, control byte, at 7/8 load), the key's heap block
+/// header, and the `Arc`'d per-key state. Checked against `size_of` in the tests.
+pub const BYTES_PER_KEY: usize = 192;
