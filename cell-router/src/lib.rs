@@ -110,6 +110,7 @@
 #![forbid(unsafe_code)]
 
 mod cell;
+pub mod containment;
 mod directory;
 mod error;
 mod hash;
