@@ -69,6 +69,15 @@ pub enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// A key's rate-limit usage: local tokens and rate, global demand, share, limiter mode,
+    /// last sync age.
+    Limits {
+        /// The key (user id, IP or header value, as the policy counts by).
+        key: String,
+        /// Only this policy.
+        #[arg(long)]
+        policy: Option<String>,
+    },
     /// Dry run: what a change would do, without doing it.
     Plan {
         /// What to plan.

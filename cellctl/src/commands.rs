@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod change;
+mod limits;
 mod pin;
 mod plan;
 mod status;
@@ -27,6 +28,7 @@ pub fn run(cli: &Cli) -> Result<(), CtlError> {
         Command::Evacuate(args) => change::evacuate(&admin, out, args),
         Command::Pin(args) => pin::pin(&admin, out, args),
         Command::Unpin { key, reason } => pin::unpin(&admin, out, key, reason.as_deref()),
+        Command::Limits { key, policy } => limits::run(&admin, out, key, policy.as_deref()),
         Command::Plan {
             action: PlanAction::Drain { cell },
         } => plan::drain(&admin, out, cell),

@@ -5,6 +5,7 @@
 
 mod cells;
 mod error;
+mod limits;
 mod pins;
 mod request;
 mod where_key;
@@ -63,6 +64,9 @@ pub fn router(state: AdminState) -> Router {
             axum::routing::put(pins::put).delete(pins::delete),
         )
         .route("/admin/audit", get(audit))
+        .route("/admin/ratelimit", get(limits::list))
+        .route("/admin/ratelimit/{policy}", get(limits::key_global))
+        .route("/admin/ratelimit/{policy}/{key}", get(limits::key))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))

@@ -12,14 +12,17 @@ use tracing::info;
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
+use crate::config::RedisTarget;
 use crate::control::{
     ControlPlane, ControlPlaneOptions, DirectoryStore, MemoryStore, RedisStore, StoreError,
     StoreOptions,
 };
 use crate::metrics::Metrics;
+use crate::proxy::limit::RateLimits;
 use crate::proxy::server::{self, ServerLimits};
 use crate::proxy::{BuildError, Cells, Proxy};
 use crate::stats::Rates;
+use ratelimit::{Limiter, LimiterError, LimiterOptions, RedisSync};
 
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +44,9 @@ pub enum StartError {
     /// The control-plane store could not be set up (bad Redis URL).
     #[error("control plane: {0}")]
     ControlPlane(#[source] StoreError),
+    /// The rate limiter could not be set up.
+    #[error("rate limiter: {0}")]
+    RateLimit(#[source] LimiterError),
 }
 
 /// A gateway with its listeners bound, ready to [`run`](Gateway::run).
@@ -52,6 +58,8 @@ pub struct Gateway {
     admin: AdminState,
     /// Stops the background tasks (control-plane sync, rate sampler) after draining.
     stop: CancellationToken,
+    /// The limiter's link to Redis; `None` without `[redis]` (local limits only).
+    limiter_sync: Option<RedisSync>,
     limits: ServerLimits,
 }
 
@@ -101,7 +109,8 @@ impl Gateway {
         .await;
         control.register(metrics.registry_mut());
 
-        let proxy = Proxy::new(config, cells, control.clone(), &metrics);
+        let (limits, limiter_sync) = rate_limits(config, &gateway_id, &mut metrics)?;
+        let proxy = Proxy::new(config, cells, control.clone(), limits, &metrics);
         let rates = Rates::new(
             proxy
                 .cells()
@@ -125,6 +134,7 @@ impl Gateway {
             admin_listener,
             proxy,
             stop,
+            limiter_sync,
             limits: ServerLimits {
                 max_header_bytes: config.server.max_header_bytes,
                 shutdown_grace: config.server.shutdown_grace,
@@ -151,8 +161,13 @@ impl Gateway {
             proxy,
             admin,
             stop,
+            limiter_sync,
             limits,
         } = self;
+        if let Some(limits) = proxy.limits() {
+            // Runs without Redis too: it evicts idle keys.
+            limits.limiter().spawn_sync(limiter_sync, stop.clone());
+        }
         let ready = admin.ready.clone();
         tokio::spawn(sample_rates(
             admin.rates.clone(),
@@ -217,6 +232,11 @@ async fn sample_rates(rates: Rates, control: ControlPlane, proxy: Proxy, stop: C
             () = stop.cancelled() => return,
         }
         rates.sample();
+        if let Some(limits) = proxy.limits() {
+            // Each gateway's fallback share of a limit is limit ÷ live gateways (SPEC §5).
+            let live = control.gateways().await.gateways.len();
+            limits.limiter().set_live_gateways(live.max(1));
+        }
         let by_cell = proxy
             .cells()
             .iter()
@@ -225,4 +245,35 @@ async fn sample_rates(rates: Rates, control: ControlPlane, proxy: Proxy, stop: C
             .collect();
         control.set_cell_rps(by_cell);
     }
+}
+
+/// The limiter for `[ratelimit]`, and its Redis link when `[redis]` is configured.
+fn rate_limits(
+    config: &Config,
+    gateway_id: &str,
+    metrics: &mut Metrics,
+) -> Result<(Option<RateLimits>, Option<RedisSync>), StartError> {
+    let Some(rl) = config.ratelimit.as_ref().filter(|r| !r.policies.is_empty()) else {
+        return Ok((None, None));
+    };
+    let mut options = LimiterOptions::new(gateway_id);
+    options.sync_interval = rl.sync_interval;
+    options.max_keys = rl.max_keys;
+    let limiter = Limiter::new(rl.policies.clone(), options).map_err(StartError::RateLimit)?;
+    limiter.register_metrics(metrics.registry_mut());
+    let sync = match config.redis.as_ref() {
+        Some(redis) => match &redis.target {
+            RedisTarget::Single(url) => {
+                Some(RedisSync::new(url, redis.timeout).map_err(StartError::RateLimit)?)
+            }
+            // Redis Cluster support lands with the scale-out work; refusing beats pretending.
+            RedisTarget::Cluster(_) => {
+                return Err(StartError::ControlPlane(StoreError::Config(
+                    "Redis Cluster is not supported yet; use `url`".to_owned(),
+                )));
+            }
+        },
+        None => None,
+    };
+    Ok((RateLimits::new(limiter), sync))
 }

@@ -5,6 +5,8 @@
 pub mod body;
 pub mod error;
 pub mod headers;
+pub mod limit;
+pub mod pool;
 pub mod request_id;
 pub mod routing_key;
 pub mod server;
@@ -15,12 +17,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::CONTENT_LENGTH;
+use http::header::{CONTENT_LENGTH, RETRY_AFTER};
 use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use tokio::time::Instant;
-use tracing::{Instrument, Span, debug, field, info_span, warn};
+use tracing::{Instrument, Level, Span, debug, field, warn};
 
 use crate::config::Config;
 use crate::control::{ControlPlane, now_ms};
@@ -31,9 +33,27 @@ use headers::{
     TRACEPARENT, X_CELL, X_REQUEST_DEADLINE_MS, X_REQUEST_ID, add_forwarded, header_bytes,
     strip_hop_by_hop,
 };
+use limit::{RATELIMIT, RATELIMIT_POLICY, RateLimits, Verdict, ceil_secs};
 use routing_key::{KeyError, RoutingKeys};
 use trace_context::TraceParent;
 pub use upstream::{BuildError, Cell, Cells};
+
+/// The per-request span at `$level` (which must be a constant: it is part of the callsite).
+macro_rules! request_span {
+    ($level:expr, $req:expr, $request_id:expr) => {
+        tracing::span!(
+            $level,
+            "request",
+            request_id = $request_id.to_str().unwrap_or_default(),
+            method = %$req.method(),
+            key_hash = field::Empty,
+            cell = field::Empty,
+            upstream = field::Empty,
+            status = field::Empty,
+            duration_ms = field::Empty,
+        )
+    };
+}
 
 /// The proxy: cheap to clone, shared by every connection.
 #[derive(Clone, Debug)]
@@ -46,6 +66,7 @@ struct Inner {
     keys: RoutingKeys,
     cells: Cells,
     control: ControlPlane,
+    limits: Option<RateLimits>,
     request_timeout: Duration,
     max_body: u64,
     max_header_bytes: usize,
@@ -54,18 +75,30 @@ struct Inner {
 
 impl Proxy {
     /// Builds the proxy from a validated config, its cells and the directory to route by.
-    pub fn new(config: &Config, cells: Cells, control: ControlPlane, metrics: &Metrics) -> Proxy {
+    pub fn new(
+        config: &Config,
+        cells: Cells,
+        control: ControlPlane,
+        limits: Option<RateLimits>,
+        metrics: &Metrics,
+    ) -> Proxy {
         Proxy {
             inner: Arc::new(Inner {
                 keys: RoutingKeys::new(&config.routing),
                 cells,
                 control,
+                limits,
                 request_timeout: config.server.request_timeout,
                 max_body: config.server.max_request_body,
                 max_header_bytes: config.server.max_header_bytes,
                 errors: metrics.errors(),
             }),
         }
+    }
+
+    /// The rate limits, if any policy is configured.
+    pub fn limits(&self) -> Option<&RateLimits> {
+        self.inner.limits.as_ref()
     }
 
     /// The cells this proxy routes to.
@@ -77,16 +110,14 @@ impl Proxy {
     pub async fn handle(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<ProxyBody> {
         let start = Instant::now();
         let request_id = request_id::request_id(req.headers().get(&X_REQUEST_ID));
-        let span = info_span!(
-            "request",
-            request_id = request_id.to_str().unwrap_or_default(),
-            method = %req.method(),
-            key_hash = field::Empty,
-            cell = field::Empty,
-            upstream = field::Empty,
-            status = field::Empty,
-            duration_ms = field::Empty,
-        );
+        // An `info` span only when it is exported: under the default `info` log filter a
+        // per-request span would otherwise cost an allocation and field formatting on every
+        // request for nothing; `CELLGATE_LOG=debug` still shows it.
+        let span = if crate::telemetry::exporting() {
+            request_span!(Level::INFO, &req, &request_id)
+        } else {
+            request_span!(Level::DEBUG, &req, &request_id)
+        };
         // The span must join the caller's trace before it is first entered.
         let incoming = req.headers().get(&TRACEPARENT).and_then(TraceParent::parse);
         let trace = crate::telemetry::join_trace(&span, incoming);
@@ -96,10 +127,11 @@ impl Proxy {
             .instrument(span.clone())
             .await;
         response.headers_mut().insert(&X_REQUEST_ID, request_id);
-        let elapsed = start.elapsed();
-        span.record("status", response.status().as_u16());
-        span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
-        span.in_scope(|| debug!("request finished"));
+        if !span.is_disabled() {
+            span.record("status", response.status().as_u16());
+            span.record("duration_ms", start.elapsed().as_secs_f64() * 1000.0);
+            span.in_scope(|| debug!("request finished"));
+        }
         response
     }
 }
@@ -134,22 +166,41 @@ impl Inner {
             Err(KeyError::Missing) => return fail(ErrorCode::MissingRoutingKey),
             Err(KeyError::Invalid) => return fail(ErrorCode::InvalidRoutingKey),
         };
-        span.record(
-            "key_hash",
-            field::display(format_args!("{:016x}", cell_router::key_hash(&key))),
-        );
+        if !span.is_disabled() {
+            span.record(
+                "key_hash",
+                field::display(format_args!("{:016x}", cell_router::key_hash(&key))),
+            );
+        }
 
-        // 2. Rate limit: local decision, added with the limiter (issue 4).
-
-        // 3. Cell: pins and drains come from the directory snapshot (lock-free load). The key
-        //    borrows the headers; it is dropped here so they can be rewritten.
+        // 3 before 2: which cell serves the key is a pure lookup in the directory snapshot
+        // (lock-free load); `cell`-keyed policies need it. Nothing touches the cell until the
+        // limiter has said yes.
         let route = self.control.load_table().route(&key, now_ms());
-        drop(key);
         let Some(cell) = self.cells.get(route.cell) else {
             // The table is built from the same cell list; a miss would be a bug, not input.
             return fail(ErrorCode::CellUnavailable);
         };
         span.record("cell", cell.name());
+
+        // 2. Rate limit: a local decision, no network I/O.
+        let verdict = self
+            .limits
+            .as_ref()
+            .map(|l| l.check(&key, remote.ip(), &parts.headers, cell.name()));
+        // The key borrows the headers; drop it so they can be rewritten.
+        drop(key);
+        if let Some(Verdict {
+            refused: Some(wait),
+            header,
+        }) = &verdict
+        {
+            let mut response = fail(ErrorCode::RateLimited);
+            let h = response.headers_mut();
+            h.insert(RETRY_AFTER, HeaderValue::from(ceil_secs(*wait).max(1)));
+            self.add_limit_headers(h, header.as_ref());
+            return response;
+        }
 
         let mut response = self
             .to_cell(cell, parts, body, remote, start, span, request_id, trace)
@@ -161,7 +212,19 @@ impl Inner {
         response
             .headers_mut()
             .insert(&X_CELL, cell.header().clone());
+        if let Some(verdict) = verdict {
+            self.add_limit_headers(response.headers_mut(), verdict.header.as_ref());
+        }
         response
+    }
+
+    fn add_limit_headers(&self, headers: &mut http::HeaderMap, ratelimit: Option<&HeaderValue>) {
+        if let Some(limits) = &self.limits {
+            headers.insert(&RATELIMIT_POLICY, limits.policy_header().clone());
+        }
+        if let Some(value) = ratelimit {
+            headers.insert(&RATELIMIT, value.clone());
+        }
     }
 
     /// 4. Forward to one upstream of `cell` and stream the answer back.
@@ -213,7 +276,7 @@ impl Inner {
         let request = Request::from_parts(parts, LimitedBody::new(body, self.max_body));
 
         let guard = InFlightGuard::new(cell.metrics().in_flight());
-        let result = tokio::time::timeout_at(deadline, upstream.client().request(request)).await;
+        let result = tokio::time::timeout_at(deadline, upstream.pool().send(request)).await;
         let response = match result {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {

@@ -109,6 +109,12 @@ pub fn init(format: LogFormat) -> Result<TelemetryGuard, TelemetryError> {
     Ok(guard)
 }
 
+/// Whether spans are exported over OTLP (then the per-request span is worth recording at
+/// `info`).
+pub fn exporting() -> bool {
+    OTEL_ON.load(Ordering::Relaxed)
+}
+
 /// Joins the request span to the caller's trace and returns the context to send upstream.
 /// Call it before the span is first entered: the exporter fixes a span's parent then.
 ///

@@ -8,6 +8,8 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use prometheus_client::metrics::gauge::Gauge;
 
+use super::pool::ResponseBody;
+
 /// Holds a cell's in-flight gauge up while a request (and its response body) is alive.
 #[derive(Debug)]
 pub struct InFlightGuard(Gauge);
@@ -35,7 +37,7 @@ pub enum ProxyBody {
     /// up until the last frame is sent or the client goes away.
     Upstream {
         /// The upstream response body.
-        inner: Incoming,
+        inner: ResponseBody,
         /// Released when the body is dropped.
         guard: InFlightGuard,
     },

@@ -1,5 +1,6 @@
 //! Header rewriting between client and upstream (RFC 9110 §7.6.1 hop-by-hop fields).
 
+use std::io::Write as _;
 use std::net::IpAddr;
 
 use http::HeaderMap;
@@ -67,10 +68,20 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr) {
         v4 => v4,
     };
     let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {client}"),
-        _ => client.to_string(),
+        Some(prior) if !prior.trim().is_empty() => {
+            HeaderValue::from_str(&format!("{prior}, {client}")).ok()
+        }
+        // The usual case, on every request: format on the stack, one allocation for the value.
+        _ => {
+            let mut buf = [0u8; 64];
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            // An IPv6 address is at most 45 characters: the buffer cannot overflow.
+            let _ = write!(cursor, "{client}");
+            let len = usize::try_from(cursor.position()).unwrap_or(0);
+            HeaderValue::from_bytes(&buf[..len]).ok()
+        }
     };
-    if let Ok(value) = HeaderValue::from_str(&value) {
+    if let Some(value) = value {
         headers.insert(&X_FORWARDED_FOR, value);
     }
     headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));

@@ -1,16 +1,12 @@
 //! Cells as the data plane sees them: placement plus pooled clients to each upstream.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use cell_router::{CellIndex, CellSpec, Placement, PlacementError};
 use http::HeaderValue;
 use http::uri::Authority;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::body::LimitedBody;
+use super::pool::{Pool, PoolConfig};
 use crate::config::{CellConfig, ServerConfig};
 use crate::metrics::{CellMetrics, Metrics};
 
@@ -39,7 +35,7 @@ pub enum BuildError {
 #[derive(Debug)]
 pub struct Upstream {
     authority: Authority,
-    client: Client<HttpConnector, LimitedBody>,
+    pool: Pool,
 }
 
 impl Upstream {
@@ -48,9 +44,9 @@ impl Upstream {
         &self.authority
     }
 
-    /// The pooled keep-alive HTTP/1.1 client for this upstream.
-    pub fn client(&self) -> &Client<HttpConnector, LimitedBody> {
-        &self.client
+    /// The keep-alive HTTP/1.1 connections to this upstream.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 }
 
@@ -150,8 +146,8 @@ fn build_cell(
                     upstream: addr.clone(),
                 })?;
             Ok(Upstream {
+                pool: Pool::new(&authority, pool_config(server)),
                 authority,
-                client: client(server),
             })
         })
         .collect::<Result<Vec<_>, BuildError>>()?;
@@ -165,15 +161,10 @@ fn build_cell(
     })
 }
 
-fn client(server: &ServerConfig) -> Client<HttpConnector, LimitedBody> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(server.connect_timeout));
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(server.pool_idle_timeout)
-        .pool_max_idle_per_host(server.pool_max_idle_per_upstream)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(connector)
+fn pool_config(server: &ServerConfig) -> PoolConfig {
+    PoolConfig {
+        connect_timeout: server.connect_timeout,
+        idle_timeout: server.pool_idle_timeout,
+        max_idle: server.pool_max_idle_per_upstream,
+    }
 }
