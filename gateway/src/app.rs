@@ -164,6 +164,7 @@ impl Gateway {
             limiter_sync,
             limits,
         } = self;
+        crate::proxy::health::spawn(&proxy, Default::default(), &stop);
         if let Some(limits) = proxy.limits() {
             // Runs without Redis too: it evicts idle keys.
             limits.limiter().spawn_sync(limiter_sync, stop.clone());

@@ -71,6 +71,34 @@ struct CellLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RetryLabels {
+    cell: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PriorityLabel {
+    priority: &'static str,
+}
+
+/// Pre-resolved containment metric handles of one cell.
+#[derive(Clone, Debug, Default)]
+pub struct ContainmentMetrics {
+    /// Circuit breaker state: 0 closed, 1 half-open, 2 open.
+    pub breaker_state: Gauge,
+    /// Upstream ejections by the outlier detector.
+    pub ejections: Counter,
+    /// Retries sent.
+    pub retries_attempted: Counter,
+    /// Retries that got an answer that needed no further retry.
+    pub retries_succeeded: Counter,
+    /// Retries not sent because the retry budget was spent.
+    pub retries_refused: Counter,
+    /// Upstream instances currently passing active health checks.
+    pub healthy_upstreams: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabel {
     code: &'static str,
 }
@@ -79,6 +107,11 @@ struct CodeLabel {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    breaker_state: Family<CellLabel, Gauge>,
+    ejections: Family<CellLabel, Counter>,
+    retries: Family<RetryLabels, Counter>,
+    healthy: Family<CellLabel, Gauge>,
+    shed: Family<PriorityLabel, Counter>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<CellLabel, Histogram>,
     in_flight: Family<CellLabel, Gauge>,
@@ -162,6 +195,36 @@ impl Metrics {
             "Error responses made by the gateway itself, by error code",
             errors.clone(),
         );
+        let breaker_state = Family::<CellLabel, Gauge>::default();
+        let ejections = Family::<CellLabel, Counter>::default();
+        let retries = Family::<RetryLabels, Counter>::default();
+        let healthy = Family::<CellLabel, Gauge>::default();
+        let shed = Family::<PriorityLabel, Counter>::default();
+        registry.register(
+            "circuit_breaker_state",
+            "Per-cell circuit breaker: 0 closed, 1 half-open, 2 open",
+            breaker_state.clone(),
+        );
+        registry.register(
+            "upstream_ejections",
+            "Upstream instances ejected by outlier detection, by cell",
+            ejections.clone(),
+        );
+        registry.register(
+            "retries",
+            "Retries by cell and outcome (attempted, succeeded, refused_by_budget)",
+            retries.clone(),
+        );
+        registry.register(
+            "healthy_upstreams",
+            "Upstream instances passing active health checks, by cell",
+            healthy.clone(),
+        );
+        registry.register(
+            "shed_requests",
+            "Requests shed under overload, by priority",
+            shed.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -172,6 +235,11 @@ impl Metrics {
         );
         Metrics {
             registry,
+            breaker_state,
+            ejections,
+            retries,
+            healthy,
+            shed,
             requests,
             latency,
             in_flight,
@@ -196,6 +264,32 @@ impl Metrics {
             in_flight: self.in_flight.get_or_create_owned(&label),
             stats: Arc::default(),
         }
+    }
+
+    /// Resolves the containment handles of one cell; call once per cell at startup.
+    pub fn containment(&self, cell: &str) -> ContainmentMetrics {
+        let label = CellLabel {
+            cell: cell.to_owned(),
+        };
+        let retry = |outcome| {
+            self.retries.get_or_create_owned(&RetryLabels {
+                cell: cell.to_owned(),
+                outcome,
+            })
+        };
+        ContainmentMetrics {
+            breaker_state: self.breaker_state.get_or_create_owned(&label),
+            ejections: self.ejections.get_or_create_owned(&label),
+            retries_attempted: retry("attempted"),
+            retries_succeeded: retry("succeeded"),
+            retries_refused: retry("refused_by_budget"),
+            healthy_upstreams: self.healthy.get_or_create_owned(&label),
+        }
+    }
+
+    /// The shed counter of one priority (`critical`, `normal`, `batch`).
+    pub fn shed(&self, priority: &'static str) -> Counter {
+        self.shed.get_or_create_owned(&PriorityLabel { priority })
     }
 
     /// Resolves the gateway-error counters, one per [`ErrorCode`].

@@ -3,8 +3,10 @@
 //! [`Proxy::handle`] is the whole pipeline, top to bottom; read it first.
 
 pub mod body;
+pub mod containment;
 pub mod error;
 pub mod headers;
+pub mod health;
 pub mod limit;
 pub mod pool;
 pub mod request_id;
@@ -30,10 +32,16 @@ use crate::metrics::{ErrorMetrics, Metrics};
 use body::{InFlightGuard, LimitedBody, ProxyBody, RequestBodyError};
 use error::{ErrorCode, respond};
 use headers::{
-    TRACEPARENT, X_CELL, X_REQUEST_DEADLINE_MS, X_REQUEST_ID, add_forwarded, header_bytes,
-    strip_hop_by_hop,
+    IDEMPOTENCY_KEY, TRACEPARENT, X_CELL, X_PRIORITY, X_REQUEST_DEADLINE_MS, X_REQUEST_ID,
+    add_forwarded, header_bytes, strip_hop_by_hop,
+};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use cell_router::containment::{
+    LoadShedder, LoadShedderConfig, Outcome, Priority, RetryFailure, RetryPolicy,
 };
 use limit::{RATELIMIT, RATELIMIT_POLICY, RateLimits, Verdict, ceil_secs};
+use prometheus_client::metrics::counter::Counter;
 use routing_key::{KeyError, RoutingKeys};
 use trace_context::TraceParent;
 pub use upstream::{BuildError, Cell, Cells};
@@ -67,6 +75,10 @@ struct Inner {
     cells: Cells,
     control: ControlPlane,
     limits: Option<RateLimits>,
+    /// Requests between receipt and response head, gateway-wide: the shedding signal.
+    in_flight: AtomicUsize,
+    shedder: LoadShedder,
+    shed: [Counter; 3],
     request_timeout: Duration,
     max_body: u64,
     max_header_bytes: usize,
@@ -88,6 +100,13 @@ impl Proxy {
                 cells,
                 control,
                 limits,
+                in_flight: AtomicUsize::new(0),
+                shedder: LoadShedder::new(&LoadShedderConfig {
+                    max_in_flight: config.server.max_in_flight,
+                    ..LoadShedderConfig::default()
+                }),
+                shed: [Priority::Critical, Priority::Normal, Priority::Batch]
+                    .map(|p| metrics.shed(p.as_str())),
                 request_timeout: config.server.request_timeout,
                 max_body: config.server.max_request_body,
                 max_header_bytes: config.server.max_header_bytes,
@@ -202,10 +221,31 @@ impl Inner {
             return response;
         }
 
-        let mut response = self
+        // Overload: shed by priority against the gateway-wide in-flight count, before the
+        // cell is touched. Batch goes first, then normal; critical only at the hard limit.
+        let priority = priority_of(&parts.headers);
+        let in_flight = InFlight::enter(&self.in_flight);
+        if !self.shedder.admit(priority, in_flight.count()) {
+            self.shed[priority as usize].inc();
+            return fail(ErrorCode::Overloaded);
+        }
+
+        let mut response = match self
             .to_cell(cell, parts, body, remote, start, span, request_id, trace)
             .await
-            .unwrap_or_else(fail);
+        {
+            Ok(response) => response,
+            Err(refusal) => {
+                let mut response = fail(refusal.code);
+                if let Some(wait) = refusal.retry_after {
+                    response.headers_mut().insert(
+                        RETRY_AFTER,
+                        HeaderValue::from(containment::retry_after_secs(wait)),
+                    );
+                }
+                response
+            }
+        };
         cell.metrics()
             .record(response.status().as_u16(), start.elapsed());
         // 5. The client learns which cell served it, even for gateway-made errors.
@@ -227,7 +267,8 @@ impl Inner {
         }
     }
 
-    /// 4. Forward to one upstream of `cell` and stream the answer back.
+    /// 4. Forward to one upstream of `cell` and stream the answer back, inside the cell's
+    ///    containment: breaker, bulkhead, P2C upstream choice, outlier feedback, retries.
     #[allow(clippy::too_many_arguments)]
     async fn to_cell(
         &self,
@@ -239,20 +280,30 @@ impl Inner {
         span: &Span,
         request_id: &HeaderValue,
         trace: TraceParent,
-    ) -> Result<Response<ProxyBody>, ErrorCode> {
+    ) -> Result<Response<ProxyBody>, Refusal> {
         if declared_length(&parts.headers).is_some_and(|len| len > self.max_body) {
             body::linger(body);
-            return Err(ErrorCode::PayloadTooLarge);
+            return Err(ErrorCode::PayloadTooLarge.into());
         }
+        let route_deadline = start + self.request_timeout;
         let deadline = start + deadline_budget(&parts.headers, self.request_timeout);
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             // The caller has already given up: starting work now only wastes the cell's time.
-            return Err(ErrorCode::UpstreamTimeout);
+            return Err(ErrorCode::UpstreamTimeout.into());
         }
 
-        let upstream = cell.pick();
-        span.record("upstream", field::display(upstream.authority()));
+        // Breaker before bulkhead: a refused request must not hold a bulkhead slot. Both
+        // refuse at once, never queue: a saturated or failing cell must not slow the others.
+        let c = cell.containment();
+        let now = std::time::Instant::now();
+        let permit = c
+            .breaker()
+            .try_acquire(now)
+            .map_err(|r| Refusal::unavailable(Some(r.retry_after)))?;
+        let Some(slot) = c.bulkhead().try_acquire_owned() else {
+            return Err(Refusal::unavailable(None));
+        };
 
         let headers = &mut parts.headers;
         strip_hop_by_hop(headers);
@@ -264,43 +315,248 @@ impl Inner {
             &X_REQUEST_DEADLINE_MS,
             HeaderValue::from(u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX)),
         );
-
-        let mut uri = std::mem::take(&mut parts.uri).into_parts();
-        uri.scheme = Some(Scheme::HTTP);
-        uri.authority = Some(upstream.authority().clone());
-        if uri.path_and_query.is_none() {
-            uri.path_and_query = Some(PathAndQuery::from_static("/"));
-        }
-        parts.uri = Uri::from_parts(uri).map_err(|_| ErrorCode::UpstreamError)?;
         parts.version = Version::HTTP_11;
-        let request = Request::from_parts(parts, LimitedBody::new(body, self.max_body));
 
+        // A retry needs the request again. Only bodiless idempotent requests (or ones with an
+        // Idempotency-Key) to a cell with another upstream can be retried, and only those pay
+        // for a copy of the head.
+        let (budget, policy) = c.retries();
+        budget.record_request(now);
+        let has_key = parts.headers.contains_key(&IDEMPOTENCY_KEY);
+        let replayable = cell.upstreams().len() > 1
+            && http_body::Body::is_end_stream(&body)
+            && (RetryPolicy::is_idempotent(parts.method.as_str()) || has_key);
+        let spare = replayable.then(|| {
+            (
+                parts.method.clone(),
+                parts.uri.clone(),
+                parts.headers.clone(),
+            )
+        });
+        let mut first = Some((parts, body));
+        let mut exclude = None;
+        let mut attempt: u32 = 1;
         let guard = InFlightGuard::new(cell.metrics().in_flight());
-        let result = tokio::time::timeout_at(deadline, upstream.pool().send(request)).await;
-        let response = match result {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => {
-                if caused_by_body_limit(&e) {
-                    return Err(ErrorCode::PayloadTooLarge);
+        loop {
+            let started = std::time::Instant::now();
+            let Some(index) = c.pick(started, exclude) else {
+                return Err(Refusal::unavailable(None));
+            };
+            let upstream = &cell.upstreams()[index];
+            span.record("upstream", field::display(upstream.authority()));
+            let request = match first.take() {
+                Some((parts, body)) => {
+                    upstream_request(parts, upstream, LimitedBody::new(body, self.max_body))
                 }
-                warn!(error = %error_chain(&e), connect = e.is_connect(), "upstream request failed");
-                return Err(ErrorCode::UpstreamError);
+                None => match &spare {
+                    Some((method, uri, headers)) => {
+                        let mut retry = Request::new(LimitedBody::empty());
+                        *retry.method_mut() = method.clone();
+                        *retry.uri_mut() = uri.clone();
+                        *retry.headers_mut() = headers.clone();
+                        let (parts, body) = retry.into_parts();
+                        upstream_request(parts, upstream, body)
+                    }
+                    None => return Err(ErrorCode::UpstreamError.into()),
+                },
+            }?;
+
+            let pending = c.ewmas()[index].start(started);
+            let result = tokio::time::timeout_at(deadline, upstream.pool().send(request)).await;
+            let done = std::time::Instant::now();
+            let attempt_result = classify(
+                result,
+                done.duration_since(started),
+                deadline < route_deadline,
+            );
+            let (outcome, failure) = (attempt_result.outcome, attempt_result.failure);
+            pending.finish(outcome, done);
+            c.record(index, upstream.authority().as_str(), outcome, done);
+
+            if let Some(failure) = failure {
+                if spare.is_some()
+                    && policy.should_retry(
+                        spare.as_ref().map_or("", |(m, _, _)| m.as_str()),
+                        has_key,
+                        failure,
+                        attempt,
+                    )
+                {
+                    if budget.withdraw(done) {
+                        let backoff = policy.backoff(attempt, fastrand::u64(..));
+                        if Instant::now() + backoff < deadline {
+                            c.metrics().retries_attempted.inc();
+                            tokio::time::sleep(backoff).await;
+                            attempt += 1;
+                            exclude = Some(index);
+                            continue;
+                        }
+                    } else {
+                        c.metrics().retries_refused.inc();
+                    }
+                }
+            } else if attempt > 1 {
+                c.metrics().retries_succeeded.inc();
             }
-            Err(_) => {
-                warn!(
-                    timeout_ms = remaining.as_millis() as u64,
-                    "upstream timed out"
-                );
-                return Err(ErrorCode::UpstreamTimeout);
-            }
-        };
-        let (mut head, inner) = response.into_parts();
-        strip_hop_by_hop(&mut head.headers);
-        Ok(Response::from_parts(
-            head,
-            ProxyBody::Upstream { inner, guard },
-        ))
+            // The breaker judges the request, not each attempt.
+            c.transition(cell.name(), permit.record(outcome, done));
+            return match attempt_result.response {
+                Ok(response) => {
+                    let (mut head, inner) = response.into_parts();
+                    strip_hop_by_hop(&mut head.headers);
+                    Ok(Response::from_parts(
+                        head,
+                        ProxyBody::Upstream { inner, guard, slot },
+                    ))
+                }
+                Err(code) => {
+                    if code != ErrorCode::PayloadTooLarge {
+                        warn!(
+                            upstream = %upstream.authority(),
+                            error = attempt_result.detail.as_deref().unwrap_or("timeout"),
+                            attempts = attempt,
+                            "upstream request failed"
+                        );
+                    }
+                    Err(code.into())
+                }
+            };
+        }
     }
+}
+
+/// `X-Priority: critical|normal|batch` (case-insensitive); absent or unknown is `normal`.
+fn priority_of(headers: &http::HeaderMap) -> Priority {
+    headers
+        .get(&X_PRIORITY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_default()
+}
+
+/// Counts a request in the gateway-wide in-flight number until dropped.
+struct InFlight<'a>(&'a AtomicUsize, usize);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        let before = counter.fetch_add(1, Ordering::Relaxed);
+        InFlight(counter, before)
+    }
+
+    /// Requests in flight before this one.
+    fn count(&self) -> usize {
+        self.1
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A gateway-made refusal: the error code and, for `cell_unavailable` from an open breaker,
+/// when to come back.
+#[derive(Debug)]
+struct Refusal {
+    code: ErrorCode,
+    retry_after: Option<Duration>,
+}
+
+impl Refusal {
+    fn unavailable(retry_after: Option<Duration>) -> Refusal {
+        Refusal {
+            code: ErrorCode::CellUnavailable,
+            retry_after,
+        }
+    }
+}
+
+impl From<ErrorCode> for Refusal {
+    fn from(code: ErrorCode) -> Refusal {
+        Refusal {
+            code,
+            retry_after: None,
+        }
+    }
+}
+
+/// One attempt's result, judged for the client, the outlier detector and the retry policy.
+struct AttemptResult {
+    response: Result<Response<pool::ResponseBody>, ErrorCode>,
+    outcome: Outcome,
+    /// Why a retry may help (`None`: the answer stands).
+    failure: Option<RetryFailure>,
+    /// Internal error text, for logs only.
+    detail: Option<String>,
+}
+
+/// Only failures the upstream caused count against it: a deadline the client shortened, or
+/// a body the client made too large, is `Local` and never ejects an instance or opens a
+/// breaker.
+fn classify(
+    result: Result<Result<Response<pool::ResponseBody>, pool::Error>, tokio::time::error::Elapsed>,
+    latency: Duration,
+    client_deadline: bool,
+) -> AttemptResult {
+    match result {
+        Ok(Ok(response)) => {
+            let status = response.status().as_u16();
+            let (outcome, failure) = if status >= 500 {
+                (Outcome::UpstreamError, Some(RetryFailure::Status(status)))
+            } else {
+                (Outcome::Success { latency }, None)
+            };
+            AttemptResult {
+                response: Ok(response),
+                outcome,
+                failure,
+                detail: None,
+            }
+        }
+        Ok(Err(e)) if caused_by_body_limit(&e) => AttemptResult {
+            response: Err(ErrorCode::PayloadTooLarge),
+            outcome: Outcome::Local,
+            failure: None,
+            detail: None,
+        },
+        Ok(Err(e)) => AttemptResult {
+            response: Err(ErrorCode::UpstreamError),
+            outcome: Outcome::UpstreamError,
+            failure: Some(if e.is_connect() {
+                RetryFailure::Connect
+            } else {
+                RetryFailure::Other
+            }),
+            detail: Some(error_chain(&e)),
+        },
+        Err(_) => AttemptResult {
+            response: Err(ErrorCode::UpstreamTimeout),
+            outcome: if client_deadline {
+                Outcome::Local
+            } else {
+                Outcome::Timeout
+            },
+            failure: None,
+            detail: None,
+        },
+    }
+}
+
+/// Points the request at `upstream` (absolute-form URI for the pool) with `body`.
+fn upstream_request(
+    mut parts: http::request::Parts,
+    upstream: &upstream::Upstream,
+    body: LimitedBody,
+) -> Result<Request<LimitedBody>, Refusal> {
+    let mut uri = std::mem::take(&mut parts.uri).into_parts();
+    uri.scheme = Some(Scheme::HTTP);
+    uri.authority = Some(upstream.authority().clone());
+    if uri.path_and_query.is_none() {
+        uri.path_and_query = Some(PathAndQuery::from_static("/"));
+    }
+    parts.uri = Uri::from_parts(uri).map_err(|_| Refusal::from(ErrorCode::UpstreamError))?;
+    Ok(Request::from_parts(parts, body))
 }
 
 /// The request's time budget: the route timeout, shortened by a client's

@@ -34,7 +34,13 @@ fn render(v: &Value) -> String {
                     .as_f64()
                     .map_or_else(|| "-".to_owned(), |p| format!("{p:.1}")),
                 text(&c["in_flight"]),
-                text(&c["upstreams"]),
+                format!(
+                    "{} {}/{}",
+                    text(&c["health"]),
+                    text(&c["healthy_upstreams"]),
+                    text(&c["upstreams"])
+                ),
+                text(&c["breaker"]),
             ]
         })
         .collect();
@@ -58,7 +64,8 @@ fn render(v: &Value) -> String {
                 "ERR%",
                 "P99 MS",
                 "IN-FLIGHT",
-                "UPSTREAMS"
+                "HEALTH",
+                "BREAKER"
             ],
             &cells
         )

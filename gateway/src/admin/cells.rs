@@ -31,6 +31,11 @@ struct CellView<'a> {
     weight: f64,
     effective_weight: f64,
     upstreams: usize,
+    /// `healthy` (every upstream passes), `degraded` (some fail) or `unhealthy` (none pass).
+    health: &'static str,
+    healthy_upstreams: i64,
+    /// Circuit breaker: `closed`, `open` or `half_open`.
+    breaker: &'static str,
     rps: f64,
     error_pct: f64,
     p99_ms: Option<f64>,
@@ -63,6 +68,12 @@ pub async fn list(State(state): State<AdminState>) -> Response {
                 weight: table.placement().weight(idx),
                 effective_weight: table.effective_weight(idx, now),
                 upstreams: cell.upstreams().len(),
+                health: health_word(
+                    cell.containment().metrics().healthy_upstreams.get(),
+                    cell.upstreams().len(),
+                ),
+                healthy_upstreams: cell.containment().metrics().healthy_upstreams.get(),
+                breaker: cell.containment().breaker().state().as_str(),
                 rps: r.rps,
                 error_pct: r.error_pct,
                 p99_ms: r.p99_ms,
@@ -331,4 +342,12 @@ pub fn known_cells(table: &RoutingTable) -> Vec<String> {
         .indices()
         .map(|i| placement.name(i).to_owned())
         .collect()
+}
+
+fn health_word(healthy: i64, total: usize) -> &'static str {
+    match healthy {
+        h if h <= 0 => "unhealthy",
+        h if usize::try_from(h).unwrap_or(0) >= total => "healthy",
+        _ => "degraded",
+    }
 }

@@ -46,6 +46,7 @@ pub(super) struct RawServer {
     pub pool_idle_timeout: Option<Text>,
     pub pool_max_idle_per_upstream: Option<Int>,
     pub state_dir: Option<Text>,
+    pub max_in_flight: Option<Int>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -49,6 +49,10 @@ pub struct ServerConfig {
     /// **Extension.** Directory where the gateway persists its last-known cell directory, to
     /// boot from when the control plane (Redis) is down at start. Default: none.
     pub state_dir: Option<std::path::PathBuf>,
+    /// **Extension.** Requests in flight through this gateway at which load shedding is
+    /// complete: `batch` is shed above 70% of it, `normal` above 90%, `critical` at 100%.
+    /// Default 10000.
+    pub max_in_flight: usize,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +70,7 @@ impl Default for ServerConfig {
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_upstream: 256,
             state_dir: None,
+            max_in_flight: 10_000,
         }
     }
 }
@@ -118,6 +123,9 @@ pub(super) fn build(raw: &RawServer, ctx: &Ctx<'_>) -> Result<ServerConfig> {
         |v| ctx.usize_at_least(v, 0, "`server.pool_max_idle_per_upstream`"),
     )?;
 
+    let max_in_flight = or_default(raw.max_in_flight.as_ref(), d.max_in_flight, |v| {
+        ctx.usize_at_least(v, 1, "`server.max_in_flight`")
+    })?;
     let state_dir = raw
         .state_dir
         .as_ref()
@@ -165,6 +173,7 @@ pub(super) fn build(raw: &RawServer, ctx: &Ctx<'_>) -> Result<ServerConfig> {
         pool_idle_timeout,
         pool_max_idle_per_upstream,
         state_dir,
+        max_in_flight,
     })
 }
 

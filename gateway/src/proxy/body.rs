@@ -4,6 +4,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use cell_router::containment::OwnedBulkheadPermit;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use prometheus_client::metrics::gauge::Gauge;
@@ -40,6 +41,8 @@ pub enum ProxyBody {
         inner: ResponseBody,
         /// Released when the body is dropped.
         guard: InFlightGuard,
+        /// The cell's bulkhead slot, held until the body is done.
+        slot: OwnedBulkheadPermit,
     },
 }
 
@@ -105,9 +108,12 @@ pub enum RequestBodyError {
 /// catches chunked bodies, whose size is only known as they arrive.
 #[derive(Debug)]
 pub struct LimitedBody {
-    /// `None` once the limit tripped and the rest went to [`linger`].
+    /// `None` once the limit tripped and the rest went to [`linger`], or for a replayed
+    /// bodiless request.
     inner: Option<Incoming>,
     remaining: u64,
+    /// A retry of a bodiless request: ends at once.
+    empty: bool,
 }
 
 impl LimitedBody {
@@ -116,6 +122,16 @@ impl LimitedBody {
         LimitedBody {
             inner: Some(inner),
             remaining: limit,
+            empty: false,
+        }
+    }
+
+    /// An empty body, for a retried request that had none.
+    pub fn empty() -> Self {
+        LimitedBody {
+            inner: None,
+            remaining: 0,
+            empty: true,
         }
     }
 }
@@ -129,6 +145,9 @@ impl Body for LimitedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
         let this = self.get_mut();
+        if this.empty {
+            return Poll::Ready(None);
+        }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(Some(Err(RequestBodyError::TooLarge)));
         };
@@ -154,7 +173,7 @@ impl Body for LimitedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
+        self.empty || self.inner.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {

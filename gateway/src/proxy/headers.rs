@@ -19,6 +19,10 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_CELL: HeaderName = HeaderName::from_static("x-cell");
 /// `traceparent` (W3C Trace Context)
 pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// `X-Priority`: `critical`, `normal` or `batch`, for load shedding.
+pub static X_PRIORITY: HeaderName = HeaderName::from_static("x-priority");
+/// `Idempotency-Key`: marks a non-idempotent request as safe to retry.
+pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// `X-Request-Deadline-Ms`: the remaining time budget of a request, in milliseconds.
 pub static X_REQUEST_DEADLINE_MS: HeaderName = HeaderName::from_static("x-request-deadline-ms");
 

@@ -1,11 +1,10 @@
 //! Cells as the data plane sees them: placement plus pooled clients to each upstream.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use cell_router::{CellIndex, CellSpec, Placement, PlacementError};
 use http::HeaderValue;
 use http::uri::Authority;
 
+use super::containment::CellContainment;
 use super::pool::{Pool, PoolConfig};
 use crate::config::{CellConfig, ServerConfig};
 use crate::metrics::{CellMetrics, Metrics};
@@ -56,8 +55,8 @@ pub struct Cell {
     name: String,
     header: HeaderValue,
     upstreams: Box<[Upstream]>,
-    next: AtomicUsize,
     metrics: CellMetrics,
+    containment: CellContainment,
 }
 
 impl Cell {
@@ -81,10 +80,9 @@ impl Cell {
         &self.upstreams
     }
 
-    /// Next upstream in round-robin order.
-    pub fn pick(&self) -> &Upstream {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.upstreams.len();
-        &self.upstreams[i]
+    /// Breaker, bulkhead, upstream choice, outlier detection and retry budget of this cell.
+    pub fn containment(&self) -> &CellContainment {
+        &self.containment
     }
 }
 
@@ -155,8 +153,13 @@ fn build_cell(
         header: HeaderValue::from_str(&config.name)
             .map_err(|_| BuildError::CellName(config.name.clone()))?,
         name: config.name.clone(),
+        containment: CellContainment::new(
+            upstreams.len(),
+            config.max_in_flight,
+            metrics.containment(&config.name),
+            std::time::Instant::now(),
+        ),
         upstreams: upstreams.into_boxed_slice(),
-        next: AtomicUsize::new(fastrand::usize(..)),
         metrics: metrics.cell(&config.name),
     })
 }
