@@ -288,3 +288,116 @@ async fn a_frozen_redis_fails_open_and_recovers() {
         "{before:?} -> {during:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_429_json_with_ratelimit_headers_and_inspectable() {
+    let _serial = SERIAL.lock().await;
+    let cell = EchoCell::start(bin(), "cell-1");
+    // No Redis: limits are enforced locally, and the headers and admin views still work.
+    let gateway = Gateway::start(
+        bin(),
+        &format!(
+            "[server]\nlisten = \"{{listen}}\"\nadmin_listen = \"{{admin_listen}}\"\n\n\
+             [[ratelimit.policies]]\nname = \"per-user\"\nkey = \"user\"\nlimit = 5\nper = \"10s\"\n\n\
+             [[ratelimit.policies]]\nname = \"per-tenant\"\nkey = \"header:x-tenant\"\nlimit = 1000\nper = \"1s\"\n\n\
+             [[cells]]\nname = \"cell-1\"\nupstreams = [\"{}\"]\n",
+            cell.addr
+        ),
+    );
+    let http = reqwest::Client::new();
+    let get = |user: &'static str| {
+        http.get(gateway.url("/"))
+            .header("x-user-id", user)
+            .header("x-tenant", "acme")
+            .send()
+    };
+    for i in 0..5 {
+        let r = get("alice").await.unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+        assert_eq!(
+            r.headers()["ratelimit-policy"],
+            "\"per-user\";q=5;w=10, \"per-tenant\";q=1000;w=1"
+        );
+        let rl = r.headers()["ratelimit"].to_str().unwrap().to_owned();
+        assert!(
+            rl.starts_with(&format!("\"per-user\";r={};t=", 4 - i)),
+            "{rl}"
+        );
+        assert!(rl.contains("\"per-tenant\";r="), "{rl}");
+    }
+    let refused = get("alice").await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=10).contains(&retry_after), "{retry_after}");
+    assert!(
+        refused.headers()["ratelimit"]
+            .to_str()
+            .unwrap()
+            .starts_with("\"per-user\";r=0;t=")
+    );
+    assert!(refused.headers().contains_key("ratelimit-policy"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited");
+    // Another user is not affected.
+    assert_eq!(get("bob").await.unwrap().status(), 200);
+
+    // Admin view and cellctl.
+    let view: Value = http
+        .get(gateway.admin_url("/admin/ratelimit/per-user/alice"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["tracked"], true, "{view}");
+    assert_eq!(view["limit"], 5);
+    assert!(view["usage"]["tokens"].as_f64().unwrap() < 1.0, "{view}");
+    let unknown = http
+        .get(gateway.admin_url("/admin/ratelimit/nope/alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let out = tokio::task::spawn_blocking({
+        let admin = gateway.admin_url("");
+        move || {
+            std::process::Command::new(test_support::workspace_bin("cellctl"))
+                .args(["--admin", &admin, "-o", "json", "limits", "alice"])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let limits: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(limits["policies"].as_array().unwrap().len(), 2);
+    assert_eq!(limits["policies"][0]["policy"], "per-user");
+
+    // Metrics: decisions by policy and outcome, mode, tracked keys.
+    let metrics = http
+        .get(gateway.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "cellgate_ratelimit_decisions_total{policy=\"per-user\",outcome=\"denied\"} 1",
+        "cellgate_ratelimit_decisions_total{policy=\"per-user\",outcome=\"allowed\"} 6",
+        "cellgate_ratelimit_tracked_keys",
+        "cellgate_ratelimit_mode",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle}:\n{metrics}");
+    }
+}
