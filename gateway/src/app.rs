@@ -233,6 +233,19 @@ async fn sample_rates(rates: Rates, control: ControlPlane, proxy: Proxy, stop: C
             () = stop.cancelled() => return,
         }
         rates.sample();
+        let table = control.table();
+        let now = crate::control::now_ms();
+        for (i, cell) in proxy.cells().iter().enumerate() {
+            let idx = cell_router::CellIndex::new(u16::try_from(i).unwrap_or(u16::MAX));
+            let m = cell.containment().metrics();
+            m.effective_weight.set(table.effective_weight(idx, now));
+            m.state.set(match table.state(idx, now) {
+                cell_router::CellState::Active => 0,
+                cell_router::CellState::Draining { .. } => 1,
+                cell_router::CellState::Drained => 2,
+                cell_router::CellState::Undraining { .. } => 3,
+            });
+        }
         if let Some(limits) = proxy.limits() {
             // Each gateway's fallback share of a limit is limit ÷ live gateways (SPEC §5).
             let live = control.gateways().await.gateways.len();

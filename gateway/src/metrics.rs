@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -96,6 +97,11 @@ pub struct ContainmentMetrics {
     pub retries_refused: Counter,
     /// Upstream instances currently passing active health checks.
     pub healthy_upstreams: Gauge,
+    /// Effective weight in the directory (1 active, ramping while draining/undraining, 0
+    /// drained), refreshed every second.
+    pub effective_weight: Gauge<f64, AtomicU64>,
+    /// Directory state: 0 active, 1 draining, 2 drained, 3 undraining.
+    pub state: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -111,6 +117,8 @@ pub struct Metrics {
     ejections: Family<CellLabel, Counter>,
     retries: Family<RetryLabels, Counter>,
     healthy: Family<CellLabel, Gauge>,
+    effective_weight: Family<CellLabel, Gauge<f64, AtomicU64>>,
+    cell_state: Family<CellLabel, Gauge>,
     shed: Family<PriorityLabel, Counter>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<CellLabel, Histogram>,
@@ -200,6 +208,18 @@ impl Metrics {
         let retries = Family::<RetryLabels, Counter>::default();
         let healthy = Family::<CellLabel, Gauge>::default();
         let shed = Family::<PriorityLabel, Counter>::default();
+        let effective_weight = Family::<CellLabel, Gauge<f64, AtomicU64>>::default();
+        let cell_state = Family::<CellLabel, Gauge>::default();
+        registry.register(
+            "cell_effective_weight",
+            "Effective weight of each cell in the directory (drains ramp it to 0)",
+            effective_weight.clone(),
+        );
+        registry.register(
+            "cell_state",
+            "Directory state of each cell: 0 active, 1 draining, 2 drained, 3 undraining",
+            cell_state.clone(),
+        );
         registry.register(
             "circuit_breaker_state",
             "Per-cell circuit breaker: 0 closed, 1 half-open, 2 open",
@@ -239,6 +259,8 @@ impl Metrics {
             ejections,
             retries,
             healthy,
+            effective_weight,
+            cell_state,
             shed,
             requests,
             latency,
@@ -284,6 +306,8 @@ impl Metrics {
             retries_succeeded: retry("succeeded"),
             retries_refused: retry("refused_by_budget"),
             healthy_upstreams: self.healthy.get_or_create_owned(&label),
+            effective_weight: self.effective_weight.get_or_create_owned(&label),
+            state: self.cell_state.get_or_create_owned(&label),
         }
     }
 
