@@ -1,117 +1,203 @@
-//! A token bucket whose rate and capacity change at run time.
+//! A lock-free token bucket whose rate and capacity change at run time.
 //!
-//! Not synchronised: [`KeyState`](crate::state::KeyState) guards it with a per-key lock.
+//! The bucket is kept as GCRA: a single `AtomicU64` holding the *theoretical arrival time*
+//! (`tat`), the instant at which the bucket would be full again. With `T` the time one token
+//! takes to refill and `τ = capacity · T`, the tokens at `now` are `(τ − max(tat − now, 0)) / T`;
+//! a request is admitted when taking one token leaves `tat + T − now ≤ τ`, and admitting it is
+//! one compare-and-swap `tat → max(tat, now) + T`. A check is therefore one load of the
+//! parameters and one CAS on one word: no lock, nothing to wait for.
+//!
+//! Rate and capacity (`T`, `τ`) change only from the sync task. They live in two slots; the
+//! low bit of the `tat` word names the slot that matches it. A reconfiguration writes the
+//! inactive slot, then swaps `tat` (converted to the new parameters) with the other slot's
+//! bit. A check that read the old word and parameters fails its CAS and retries with the new
+//! ones, so a decision always uses parameters consistent with the `tat` it replaces.
+//! (Only if the word came back to the exact same value, to the 1/8 ns, after *two*
+//! reconfigurations within one check could a check pair it with other parameters; that costs
+//! at most one token.)
 
-/// Tokens refill continuously at `rate` up to `capacity`; a request takes one token.
-///
-/// Invariants: `0 ≤ tokens ≤ capacity`, `rate > 0`, `capacity ≥ 1` (a bucket can always admit
-/// eventually, so no key is refused forever).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Bucket {
-    tokens: f64,
-    capacity: f64,
-    /// Tokens per nanosecond.
-    rate: f64,
-    /// Time `tokens` was last brought up to date.
-    updated: u64,
-}
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Time unit of `tat`, `T` and `τ`: 1/8 ns, so `T` is exact enough at a billion tokens per
+/// second. `u64` of these units last 73 years of clock time (the word keeps one bit for the
+/// slot: 36 years).
+const UNITS_PER_NS: u64 = 8;
 
 /// Smallest capacity: one request.
 pub(crate) const MIN_CAPACITY: f64 = 1.0;
 /// Smallest rate: one token per hour; keeps `1 / rate` finite.
 pub(crate) const MIN_RATE: f64 = 1.0 / 3.6e12;
 
-impl Bucket {
+/// Tokens refill continuously at `rate` up to `capacity`; a request takes one token.
+///
+/// Invariants: `0 ≤ tokens ≤ capacity`, `rate > 0`, `capacity ≥ 1` (a bucket can always admit
+/// eventually, so no key is refused forever).
+#[derive(Debug)]
+pub(crate) struct AtomicBucket {
+    /// `(tat << 1) | slot`, `tat` in units since the clock's origin.
+    word: AtomicU64,
+    slots: [Params; 2],
+}
+
+/// One parameter slot. Written only while inactive (see the module docs).
+#[derive(Debug, Default)]
+struct Params {
+    /// `T`: units per token, ≥ 1.
+    interval: AtomicU64,
+    /// `τ = capacity · T`, units.
+    tolerance: AtomicU64,
+}
+
+/// The bucket as one check left it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Take {
+    pub(crate) allowed: bool,
+    /// Tokens left after this check.
+    pub(crate) tokens: f64,
+    /// Below a quarter of the capacity after this check (or refused).
+    pub(crate) low: bool,
+    /// Nanoseconds until the bucket is full again.
+    pub(crate) until_full: u64,
+    /// Nanoseconds until one token is available (0 if one is).
+    pub(crate) wait: u64,
+}
+
+impl AtomicBucket {
     /// A full bucket.
     pub(crate) fn new(rate_per_ns: f64, capacity: f64, now: u64) -> Self {
-        let capacity = sanitize_capacity(capacity);
-        Self {
-            tokens: capacity,
-            capacity,
-            rate: sanitize_rate(rate_per_ns),
-            updated: now,
-        }
-    }
-
-    fn refill(&mut self, now: u64) {
-        // A clock read before `updated` (another thread's later read won the lock) adds nothing.
-        let elapsed = now.saturating_sub(self.updated);
-        if elapsed > 0 {
-            self.tokens = (self.tokens + elapsed as f64 * self.rate).min(self.capacity);
-            self.updated = now;
-        }
+        let bucket = Self {
+            word: AtomicU64::new(units(now) << 1),
+            slots: [Params::default(), Params::default()],
+        };
+        let (interval, tolerance) = params(rate_per_ns, capacity);
+        bucket.slots[0].interval.store(interval, Ordering::Relaxed);
+        bucket.slots[0]
+            .tolerance
+            .store(tolerance, Ordering::Relaxed);
+        bucket
     }
 
     /// Takes one token if there is one.
-    pub(crate) fn try_take(&mut self, now: u64) -> bool {
-        self.refill(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
+    #[inline]
+    pub(crate) fn try_take(&self, now: u64) -> Take {
+        let now = units(now);
+        let mut word = self.word.load(Ordering::Acquire);
+        loop {
+            let slot = &self.slots[(word & 1) as usize];
+            let interval = slot.interval.load(Ordering::Relaxed);
+            let tolerance = slot.tolerance.load(Ordering::Relaxed);
+            let base = (word >> 1).max(now);
+            let next = base.saturating_add(interval);
+            if next - now > tolerance {
+                // Refused: nothing to write. `base − now ≤ τ` (the invariant), so no underflow.
+                let debt = base - now;
+                return Take {
+                    allowed: false,
+                    tokens: (tolerance - debt.min(tolerance)) as f64 / interval as f64,
+                    low: true,
+                    until_full: nanos(debt),
+                    wait: nanos(next - now - tolerance),
+                };
+            }
+            match self.word.compare_exchange_weak(
+                word,
+                (next << 1) | (word & 1),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    let debt = next - now;
+                    let left = tolerance - debt;
+                    return Take {
+                        allowed: true,
+                        tokens: left as f64 / interval as f64,
+                        low: left.saturating_mul(4) < tolerance,
+                        until_full: nanos(debt),
+                        wait: nanos(interval.saturating_sub(left)),
+                    };
+                }
+                Err(current) => word = current,
+            }
         }
     }
 
     /// Tokens available at `now`.
-    pub(crate) fn tokens(&mut self, now: u64) -> f64 {
-        self.refill(now);
-        self.tokens
-    }
-
-    /// Nanoseconds until one token is available (0 if one is).
-    pub(crate) fn wait_for_one(&self) -> u64 {
-        nanos_for(1.0 - self.tokens, self.rate)
-    }
-
-    /// Nanoseconds until the bucket is full again.
-    pub(crate) fn until_full(&self) -> u64 {
-        nanos_for(self.capacity - self.tokens, self.rate)
-    }
-
-    /// Tokens per nanosecond.
-    pub(crate) fn rate(&self) -> f64 {
-        self.rate
-    }
-
-    /// Largest number of tokens held.
-    pub(crate) fn capacity(&self) -> f64 {
-        self.capacity
+    pub(crate) fn tokens(&self, now: u64) -> f64 {
+        let word = self.word.load(Ordering::Acquire);
+        let slot = &self.slots[(word & 1) as usize];
+        let (interval, tolerance) = (
+            slot.interval.load(Ordering::Relaxed),
+            slot.tolerance.load(Ordering::Relaxed),
+        );
+        tokens_at(word >> 1, units(now), interval, tolerance)
     }
 
     /// Changes rate and capacity from `now` on. Tokens earned so far are kept (clamped to the
     /// new capacity): a change never grants tokens, so it cannot cause a burst.
-    pub(crate) fn reconfigure(&mut self, rate_per_ns: f64, capacity: f64, now: u64) {
-        self.refill(now);
-        self.rate = sanitize_rate(rate_per_ns);
-        self.capacity = sanitize_capacity(capacity);
-        self.tokens = self.tokens.min(self.capacity);
+    ///
+    /// Only the sync task calls this, never two at once (it holds the key's sync lock).
+    pub(crate) fn reconfigure(&self, rate_per_ns: f64, capacity: f64, now: u64) {
+        let (interval, tolerance) = params(rate_per_ns, capacity);
+        let now = units(now);
+        let mut word = self.word.load(Ordering::Acquire);
+        let inactive = &self.slots[((word & 1) ^ 1) as usize];
+        inactive.interval.store(interval, Ordering::Relaxed);
+        inactive.tolerance.store(tolerance, Ordering::Relaxed);
+        loop {
+            let active = &self.slots[(word & 1) as usize];
+            let tokens = tokens_at(
+                word >> 1,
+                now,
+                active.interval.load(Ordering::Relaxed),
+                active.tolerance.load(Ordering::Relaxed),
+            );
+            let kept = (tokens * interval as f64).min(tolerance as f64) as u64;
+            let tat = now.saturating_add(tolerance - kept);
+            // Release: a check that reads the new word sees the slot written above.
+            match self.word.compare_exchange_weak(
+                word,
+                (tat << 1) | ((word & 1) ^ 1),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(current) => word = current,
+            }
+        }
     }
 }
 
-fn sanitize_rate(rate: f64) -> f64 {
-    if rate.is_finite() {
-        rate.max(MIN_RATE)
+fn tokens_at(tat: u64, now: u64, interval: u64, tolerance: u64) -> f64 {
+    let debt = tat.saturating_sub(now).min(tolerance);
+    (tolerance - debt) as f64 / interval as f64
+}
+
+/// `(T, τ)` in units, with the rate and capacity floored as the invariants say.
+fn params(rate_per_ns: f64, capacity: f64) -> (u64, u64) {
+    let rate = if rate_per_ns.is_finite() {
+        rate_per_ns.max(MIN_RATE)
     } else {
         MIN_RATE
-    }
-}
-
-fn sanitize_capacity(capacity: f64) -> f64 {
-    if capacity.is_finite() {
+    };
+    let capacity = if capacity.is_finite() {
         capacity.max(MIN_CAPACITY)
     } else {
         MIN_CAPACITY
-    }
+    };
+    // Float-to-int `as` saturates; `T ≥ 1` keeps every division defined.
+    let interval = ((UNITS_PER_NS as f64 / rate).round() as u64).max(1);
+    let tolerance = (capacity * interval as f64).round() as u64;
+    (interval, tolerance.max(interval))
 }
 
-fn nanos_for(tokens: f64, rate: f64) -> u64 {
-    if tokens <= 0.0 {
-        0
-    } else {
-        // Float-to-int `as` saturates; rounding up so a retry at that instant succeeds.
-        (tokens / rate).ceil() as u64
-    }
+/// Nanoseconds in the clock's unit; one bit of the word is the slot.
+fn units(now_ns: u64) -> u64 {
+    now_ns.saturating_mul(UNITS_PER_NS).min(u64::MAX >> 1)
+}
+
+/// Units to nanoseconds, rounded up so a retry at that instant succeeds.
+fn nanos(units: u64) -> u64 {
+    units.div_ceil(UNITS_PER_NS)
 }
 
 #[cfg(test)]
@@ -127,49 +213,71 @@ mod tests {
 
     #[test]
     fn admits_the_burst_then_the_rate() {
-        let mut b = Bucket::new(per_sec(10.0), 5.0, 0);
-        let admitted = (0..20).filter(|_| b.try_take(0)).count();
+        let b = AtomicBucket::new(per_sec(10.0), 5.0, 0);
+        let admitted = (0..20).filter(|_| b.try_take(0).allowed).count();
         assert_eq!(admitted, 5);
-        assert!(!b.try_take(SEC / 20));
-        assert!(b.try_take(SEC / 10));
-        assert_eq!(b.wait_for_one(), SEC / 10);
+        assert!(!b.try_take(SEC / 20).allowed);
+        assert!(b.try_take(SEC / 10).allowed);
+        let refused = b.try_take(SEC / 10);
+        assert!(!refused.allowed);
+        assert_eq!(refused.wait, SEC / 10);
+        assert_eq!(refused.until_full, SEC / 2);
     }
 
     #[test]
     fn reconfigure_never_grants_tokens() {
-        let mut b = Bucket::new(per_sec(10.0), 10.0, 0);
+        let b = AtomicBucket::new(per_sec(10.0), 10.0, 0);
         for _ in 0..10 {
-            assert!(b.try_take(0));
+            assert!(b.try_take(0).allowed);
         }
         b.reconfigure(per_sec(1000.0), 1000.0, 0);
-        assert!(!b.try_take(0));
+        assert!(!b.try_take(0).allowed);
         b.reconfigure(per_sec(1.0), 2.0, 0);
         assert!(b.tokens(10 * SEC) <= 2.0);
+        b.reconfigure(per_sec(10.0), 10.0, 10 * SEC);
+        assert!((b.tokens(10 * SEC) - 2.0).abs() < 1e-9, "tokens are kept");
     }
 
     #[test]
     fn degenerate_settings_are_floored() {
-        let mut b = Bucket::new(0.0, 0.0, 0);
-        assert!(b.try_take(0), "capacity is at least one token");
-        assert!(b.rate() > 0.0);
+        let b = AtomicBucket::new(0.0, 0.0, 0);
+        assert!(b.try_take(0).allowed, "capacity is at least one token");
+        assert!(!b.try_take(0).allowed);
         b.reconfigure(f64::NAN, f64::INFINITY, 0);
-        assert_eq!(b.capacity(), MIN_CAPACITY);
+        assert!(b.tokens(u64::MAX) <= MIN_CAPACITY);
+    }
+
+    #[test]
+    fn two_threads_never_take_more_than_there_is() {
+        let b = AtomicBucket::new(per_sec(1.0), 10_000.0, 0);
+        let admitted: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..2)
+                .map(|_| s.spawn(|| (0..20_000).filter(|_| b.try_take(0).allowed).count()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        });
+        assert_eq!(admitted, 10_000);
     }
 
     proptest! {
-        /// Over any schedule, admitted ≤ capacity + rate × elapsed.
+        /// Over any schedule, admitted ≤ capacity + rate × elapsed, reconfigurations included
+        /// (they never grant tokens).
         #[test]
         fn never_exceeds_capacity_plus_rate(
             rate in 1.0f64..10_000.0,
             capacity in 1.0f64..1_000.0,
-            gaps in proptest::collection::vec(0u64..10_000_000, 1..500),
+            gaps in proptest::collection::vec((0u64..10_000_000, any::<bool>()), 1..500),
         ) {
-            let mut b = Bucket::new(per_sec(rate), capacity, 0);
+            let b = AtomicBucket::new(per_sec(rate), capacity, 0);
             let mut now = 0;
             let mut admitted = 0u64;
-            for gap in gaps {
+            for (gap, shrink) in gaps {
                 now += gap;
-                if b.try_take(now) { admitted += 1; }
+                if shrink {
+                    b.reconfigure(per_sec(rate / 2.0), capacity / 2.0, now);
+                    b.reconfigure(per_sec(rate), capacity, now);
+                }
+                if b.try_take(now).allowed { admitted += 1; }
             }
             let bound = capacity + rate * now as f64 / SEC as f64;
             prop_assert!(admitted as f64 <= bound + 1e-6, "{admitted} > {bound}");
@@ -178,10 +286,10 @@ mod tests {
         /// A caller below the rate is never refused once it paces itself.
         #[test]
         fn paced_callers_are_never_refused(rate in 1.0f64..10_000.0, n in 1usize..500) {
-            let mut b = Bucket::new(per_sec(rate), 1.0, 0);
+            let b = AtomicBucket::new(per_sec(rate), 1.0, 0);
             let gap = (SEC as f64 / rate).ceil() as u64;
             for i in 0..n as u64 {
-                prop_assert!(b.try_take(i * gap));
+                prop_assert!(b.try_take(i * gap).allowed);
             }
         }
     }

@@ -13,9 +13,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock, duration_nanos};
+use crate::hash::KeyHashBuilder;
 use crate::metrics::{Metrics, Outcome};
+use crate::recent;
 use crate::share::default_share;
-use crate::state::{KeyState, Rates};
+use crate::state::{Counts, KeyState, Rates};
 use crate::sync::SyncTask;
 use crate::{LimiterError, PolicyConfig, RedisSync};
 
@@ -141,14 +143,33 @@ pub(crate) struct Shared {
 
 /// A policy at run time.
 pub(crate) struct PolicyRt {
+    /// Process-wide id, for the per-thread memo of recent keys.
+    uid: u64,
     pub(crate) rates: Rates,
     /// Idle time after which a key is evicted, nanoseconds.
     pub(crate) idle_ns: u64,
-    pub(crate) keys: DashMap<Box<[u8]>, Arc<KeyState>>,
+    /// Looked up by `&[u8]` (`Box<[u8]>: Borrow<[u8]>`): a check of a tracked key allocates
+    /// nothing.
+    pub(crate) keys: DashMap<Box<[u8]>, Arc<KeyState>, KeyHashBuilder>,
     /// Shared by keys that arrive while `max_keys` are tracked.
     pub(crate) overflow: KeyState,
     allowed: Counter,
     denied: Counter,
+}
+
+impl PolicyRt {
+    /// Adds decisions counted on keys to `ratelimit_decisions_total`. Checks count on their
+    /// key (a word they write anyway) rather than on these shared counters, whose cache line
+    /// would bounce between cores on every request; the sync task moves the counts here
+    /// every tick and when it forgets a key.
+    pub(crate) fn record(&self, counts: Counts) {
+        if counts.seen > counts.denied {
+            self.allowed.inc_by(counts.seen - counts.denied);
+        }
+        if counts.denied > 0 {
+            self.denied.inc_by(counts.denied);
+        }
+    }
 }
 
 impl Limiter {
@@ -186,10 +207,11 @@ impl Limiter {
                 };
                 let refill_ns = (p.burst as f64 / per_ns).ceil() as u64;
                 PolicyRt {
+                    uid: crate::recent::next_uid(),
                     rates,
                     idle_ns: duration_nanos(options.idle_after).max(refill_ns),
-                    keys: DashMap::new(),
-                    overflow: KeyState::new(rates, 1.0, now, 0),
+                    keys: DashMap::with_hasher(KeyHashBuilder::new()),
+                    overflow: KeyState::new(rates, 1.0, now),
                     allowed: metrics.decision_counter(&p.name, Outcome::Allowed),
                     denied: metrics.decision_counter(&p.name, Outcome::Denied),
                 }
@@ -232,15 +254,18 @@ impl Limiter {
             };
         };
         let now = shared.clock.now();
-        let local = match p.keys.get(key) {
-            Some(state) => state.check(now),
-            None => self.insert_and_check(p, key, now),
+        // The map (shard read lock, two shared writes) only when this thread's last check
+        // under this policy was another key.
+        let local = match recent::check(p.uid, key, now) {
+            Some(local) => local,
+            None => match p.keys.get(key) {
+                Some(state) => {
+                    recent::remember(p.uid, key, &state);
+                    state.check(now)
+                }
+                None => self.insert_and_check(p, key, now),
+            },
         };
-        if local.allowed {
-            p.allowed.inc();
-        } else {
-            p.denied.inc();
-        }
         let remaining = if local.share > 0.0 {
             (local.tokens / local.share).min(p.rates.burst).max(0.0) as u64
         } else {
@@ -268,8 +293,8 @@ impl Limiter {
                 e.get().check(now)
             }
             Entry::Vacant(v) => {
-                let tick = shared.tick.load(Ordering::Relaxed);
-                let state = Arc::new(KeyState::new(p.rates, share, now, tick));
+                let state = Arc::new(KeyState::new(p.rates, share, now));
+                recent::remember(p.uid, key, &state);
                 let local = state.check(now);
                 v.insert(state);
                 local
@@ -305,7 +330,7 @@ impl Limiter {
         let index = shared.configs.iter().position(|p| p.name == policy)?;
         let config = &shared.configs[index];
         let state = shared.policies[index].keys.get(key)?;
-        let s = state.snapshot(shared.clock.now());
+        let s = state.snapshot(shared.clock.now(), shared.policies[index].rates);
         Some(KeyView {
             policy: config.name.clone(),
             limit: config.limit,

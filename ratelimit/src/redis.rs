@@ -1,4 +1,5 @@
-//! The Redis side of the sync: one pipelined round trip of script calls per chunk of keys.
+//! The Redis side of the sync: one script call per slot group (and chunk of keys), calls
+//! pipelined.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -11,9 +12,12 @@ use crate::share::GlobalView;
 
 const SCRIPT: &str = include_str!("script.lua");
 
-/// Keys per pipeline. Each pipeline is bounded by the timeout on its own; at ~10 µs of Redis
-/// time per script call a full chunk takes ~3 ms, well inside the default 10 ms.
+/// Most keys in one script call. A script blocks Redis while it runs: at ~2 µs of Lua per key
+/// a full call takes ~0.5 ms.
 pub(crate) const CHUNK: usize = 256;
+/// Most keys in one pipeline (several calls). Each pipeline is bounded by the timeout on its
+/// own; a full one takes ~2 ms of Redis time, well inside the default 10 ms.
+pub(crate) const PIPELINE_KEYS: usize = 1024;
 
 /// Connection settings and state of the limiter's Redis backend.
 ///
@@ -27,10 +31,18 @@ pub struct RedisSync {
     script: redis::Script,
 }
 
+/// One script call: keys of one policy's slot group.
+#[derive(Debug)]
+pub(crate) struct GroupCall<'a> {
+    pub(crate) policy: &'a str,
+    pub(crate) group: u32,
+    /// At most [`CHUNK`].
+    pub(crate) reports: &'a [Report<'a>],
+}
+
 /// One key to report.
 #[derive(Debug)]
 pub(crate) struct Report<'a> {
-    pub(crate) policy: &'a str,
     pub(crate) key: &'a [u8],
     /// Milli-requests per second.
     pub(crate) demand_milli: u64,
@@ -97,14 +109,16 @@ impl RedisSync {
         Ok(conn)
     }
 
-    /// Reports `reports` (at most [`CHUNK`]) in one pipeline and returns the fleet's view of
-    /// each key, in order. On any failure the connection is dropped and rebuilt next time.
+    /// Makes `calls` in one pipeline and returns the fleet's view of each reported key, in
+    /// order. `group_ttl_ms`: how long a group outlives its last write (the longest entry
+    /// TTL). On any failure the connection is dropped and rebuilt next time.
     pub(crate) async fn exchange(
         &mut self,
         gateway: &str,
-        reports: &[Report<'_>],
+        group_ttl_ms: u64,
+        calls: &[GroupCall<'_>],
     ) -> Result<Vec<GlobalView>, SyncError> {
-        let result = self.exchange_inner(gateway, reports).await;
+        let result = self.exchange_inner(gateway, group_ttl_ms, calls).await;
         if result.is_err() {
             self.conn = None;
         }
@@ -114,48 +128,65 @@ impl RedisSync {
     async fn exchange_inner(
         &mut self,
         gateway: &str,
-        reports: &[Report<'_>],
+        group_ttl_ms: u64,
+        calls: &[GroupCall<'_>],
     ) -> Result<Vec<GlobalView>, SyncError> {
         let mut conn = self.connection().await?;
         let mut pipe = redis::pipe();
+        let mut gateway_field = String::new();
+        escape(&mut gateway_field, gateway.as_bytes());
         let mut name = String::new();
-        for r in reports {
+        let mut field = String::new();
+        for call in calls {
             name.clear();
-            key_name(&mut name, r.policy, r.key);
-            pipe.cmd("EVALSHA")
+            group_name(&mut name, call.policy, call.group);
+            let cmd = pipe
+                .cmd("EVALSHA")
                 .arg(self.script.get_hash())
                 .arg(1)
                 .arg(&name)
-                .arg(gateway)
-                .arg(r.demand_milli)
-                .arg(r.ttl_ms);
+                .arg(&gateway_field)
+                .arg(group_ttl_ms);
+            for r in call.reports {
+                field.clear();
+                escape(&mut field, r.key);
+                cmd.arg(&field).arg(r.demand_milli).arg(r.ttl_ms);
+            }
         }
         // Any error, NOSCRIPT included (a restarted or flushed Redis), drops the connection;
         // the next one loads the script again.
-        let replies: Vec<(String, u32, String)> = self.bounded(pipe.query_async(&mut conn)).await?;
-        if replies.len() != reports.len() {
+        let replies: Vec<Vec<(String, u32, String)>> =
+            self.bounded(pipe.query_async(&mut conn)).await?;
+        if replies.len() != calls.len() {
             return Err(SyncError::Reply(format!(
-                "{} replies for {} keys",
+                "{} replies for {} calls",
                 replies.len(),
-                reports.len()
+                calls.len()
             )));
         }
-        replies
-            .into_iter()
-            .zip(reports)
-            .map(|((total, live, effective), r)| {
-                let parse = |s: &str| {
-                    s.parse::<f64>()
-                        .map_err(|_| SyncError::Reply(format!("not a number: {s:?}")))
-                };
-                Ok(GlobalView {
+        let parse = |s: &str| {
+            s.parse::<f64>()
+                .map_err(|_| SyncError::Reply(format!("not a number: {s:?}")))
+        };
+        let mut views = Vec::new();
+        for (reply, call) in replies.into_iter().zip(calls) {
+            if reply.len() != call.reports.len() {
+                return Err(SyncError::Reply(format!(
+                    "{} answers for {} keys",
+                    reply.len(),
+                    call.reports.len()
+                )));
+            }
+            for ((total, live, effective), r) in reply.into_iter().zip(call.reports) {
+                views.push(GlobalView {
                     own: r.demand_milli as f64 / 1000.0,
                     total: parse(&total)? / 1000.0,
                     effective_total: parse(&effective)? / 1000.0,
                     live,
-                })
-            })
-            .collect()
+                });
+            }
+        }
+        Ok(views)
     }
 
     /// A `PING`, to probe a Redis that failed while no key needs syncing.
@@ -175,18 +206,23 @@ impl RedisSync {
     }
 }
 
-/// Appends the Redis key of `key` under `policy`: `{rl:<policy>:<escaped key>}`.
+/// Appends the Redis key of slot group `group` of `policy`: `{rl:<policy>:g<group>}`.
 ///
-/// The whole name is the hash tag, so on Redis Cluster each key has its own slot and keys
-/// spread over the cluster. Key bytes outside `[A-Za-z0-9._~@-]` are percent-encoded (`%7B`
-/// for `{`), so any byte string is safe and distinct keys never share a name (`%` itself is
-/// encoded). Policy names are restricted to `[A-Za-z0-9._-]` and need no escaping.
-pub(crate) fn key_name(out: &mut String, policy: &str, key: &[u8]) {
-    out.reserve(policy.len() + key.len() + 6);
-    out.push_str("{rl:");
-    out.push_str(policy);
-    out.push(':');
-    for &b in key {
+/// The whole name is the hash tag, so on Redis Cluster a group is one slot and a policy's
+/// groups spread over the cluster. Policy names are restricted to `[A-Za-z0-9._-]` and need no
+/// escaping.
+pub(crate) fn group_name(out: &mut String, policy: &str, group: u32) {
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{{rl:{policy}:g{group}}}");
+}
+
+/// Appends `bytes` as a field name (keys) or entry tag (gateway ids): bytes outside
+/// `[A-Za-z0-9._~@-]` are percent-encoded (`%7B` for `{`, `%3A` for `:`), so any byte string
+/// is safe, distinct inputs never share a name (`%` itself is encoded), and names never hold
+/// the script's separators (`:` `,`) nor start with `#`.
+pub(crate) fn escape(out: &mut String, bytes: &[u8]) {
+    out.reserve(bytes.len());
+    for &b in bytes {
         if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'@' | b'-') {
             out.push(char::from(b));
         } else {
@@ -194,7 +230,6 @@ pub(crate) fn key_name(out: &mut String, policy: &str, key: &[u8]) {
             let _ = write!(out, "%{b:02X}");
         }
     }
-    out.push('}');
 }
 
 #[cfg(test)]
@@ -202,29 +237,31 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn name(policy: &str, key: &[u8]) -> String {
+    fn escaped(key: &[u8]) -> String {
         let mut s = String::new();
-        key_name(&mut s, policy, key);
+        escape(&mut s, key);
         s
     }
 
     #[test]
     fn names_are_readable_and_escaped() {
-        assert_eq!(name("per-user", b"alice"), "{rl:per-user:alice}");
-        assert_eq!(name("ip", b"10.0.0.1"), "{rl:ip:10.0.0.1}");
-        assert_eq!(name("k", b"a}{b %\n"), "{rl:k:a%7D%7Bb%20%25%0A}");
+        let mut group = String::new();
+        group_name(&mut group, "per-user", 3);
+        assert_eq!(group, "{rl:per-user:g3}");
+        assert_eq!(escaped(b"alice"), "alice");
+        assert_eq!(escaped(b"10.0.0.1"), "10.0.0.1");
+        assert_eq!(escaped(b"a}{b %\n:,#"), "a%7D%7Bb%20%25%0A%3A%2C%23");
     }
 
     proptest! {
         #[test]
-        fn names_are_injective_and_tagged(a in proptest::collection::vec(any::<u8>(), 0..32),
-                                          b in proptest::collection::vec(any::<u8>(), 0..32)) {
-            let (na, nb) = (name("p", &a), name("p", &b));
-            prop_assert_eq!(na == nb, a == b);
-            // Exactly one `{` and one `}`: the whole name is the hash tag.
-            prop_assert_eq!(na.matches('{').count(), 1);
-            prop_assert_eq!(na.matches('}').count(), 1);
-            prop_assert!(na.ends_with('}'), "{}", na);
+        fn fields_are_injective_and_separator_free(
+            a in proptest::collection::vec(any::<u8>(), 0..32),
+            b in proptest::collection::vec(any::<u8>(), 0..32),
+        ) {
+            let (ea, eb) = (escaped(&a), escaped(&b));
+            prop_assert_eq!(ea == eb, a == b);
+            prop_assert!(!ea.contains([':', ',', '{', '}']) && !ea.starts_with('#'), "{}", ea);
         }
     }
 }

@@ -9,14 +9,25 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::clock::duration_nanos;
+use crate::hash::group_of;
 use crate::limiter::Shared;
-use crate::redis::{CHUNK, Report};
+use crate::redis::{CHUNK, GroupCall, PIPELINE_KEYS, Report};
 use crate::share::default_share;
 use crate::state::{KeyState, ShareSource};
 use crate::{Limiter, RedisSync};
 
-/// A key not hot is reported every `COOL_EVERY` ticks only.
+/// A key not hot is reported every `COOL_EVERY` ticks only, on its slot group's turn.
 pub(crate) const COOL_EVERY: u64 = 10;
+/// Each policy's keys are spread over this many Redis hashes ("slot groups"); one script call
+/// reports all due keys of a group. Redis commands per tick are therefore bounded by
+/// `policies × GROUPS`, whatever the number of keys, and on Redis Cluster a policy spreads
+/// over `GROUPS` slots.
+pub(crate) const GROUPS: u32 = 8;
+/// A cold key whose demand reached this multiple of its last report reports at the next
+/// tick rather than on its group's turn.
+const RISE_FACTOR: f64 = 2.0;
+/// … if it also rose by at least this many requests per second (noise on tiny demands).
+const RISE_MIN: f64 = 1.0;
 /// Redis keeps a hot key's entry for this many intervals after its last report.
 const HOT_TTL_INTERVALS: u64 = 3;
 /// Demand below this (requests per second) is not reported: the entry lapses.
@@ -55,9 +66,10 @@ pub struct SyncTask {
 
 struct Item {
     policy: usize,
+    group: u32,
     key: Box<[u8]>,
     state: Arc<KeyState>,
-    demand_milli: u64,
+    demand: f64,
     hot: bool,
 }
 
@@ -128,7 +140,7 @@ impl SyncTask {
                     }
                 }
                 for item in items.iter().take(views.len()) {
-                    item.state.mark_reported(tick, item.hot);
+                    item.state.mark_reported(item.demand, item.hot);
                 }
                 self.recovery = match self.recovery {
                     Recovery::ReportOnly => Recovery::Smoothing(SMOOTHED_TICKS),
@@ -159,19 +171,28 @@ impl SyncTask {
     }
 }
 
-/// Samples every key, evicts the idle ones and returns those to report this tick.
+/// Samples every key, evicts the idle ones and returns those to report this tick, ordered by
+/// policy and slot group.
+///
+/// A key is due when it is hot (reported every tick, short TTL), when its last report was hot
+/// (one more report, with the long TTL, so its entry does not lapse), when its demand rose by
+/// [`RISE_FACTOR`] since its last report, or on its group's turn: group `g` of policy `p` has
+/// its turn at ticks where `(tick + g + p·GROUPS) % COOL_EVERY == 0`. Cold keys of one group
+/// thus report together, in one script call every `COOL_EVERY` ticks.
 fn collect(shared: &Shared, now: u64, tick: u64, reporting: bool) -> Vec<Item> {
     let tau = duration_nanos(shared.options.sync_interval) as f64;
     let default = default_share(shared.live.load(Ordering::Relaxed));
     let mut items = Vec::new();
     let mut idle = Vec::new();
     for (index, policy) in shared.policies.iter().enumerate() {
+        policy.record(policy.overflow.drain());
         policy
             .overflow
             .set_default_share(default, policy.rates, now);
         for entry in policy.keys.iter() {
             let state = entry.value();
             let sample = state.sample(now, tau, policy.rates);
+            policy.record(sample.counts);
             if now.saturating_sub(sample.last_seen) > policy.idle_ns {
                 idle.push(entry.key().clone());
                 continue;
@@ -179,15 +200,21 @@ fn collect(shared: &Shared, now: u64, tick: u64, reporting: bool) -> Vec<Item> {
             if sample.source == ShareSource::Default {
                 state.set_default_share(default, policy.rates, now);
             }
-            let due = sample.hot
-                || sample.short_ttl
-                || tick.saturating_sub(sample.last_report_tick) >= COOL_EVERY;
-            if reporting && due && sample.demand >= MIN_REPORTED_DEMAND {
+            if !reporting || sample.demand < MIN_REPORTED_DEMAND {
+                continue;
+            }
+            let group = group_of(entry.key(), GROUPS);
+            let turn =
+                (tick + u64::from(group) + index as u64 * u64::from(GROUPS)) % COOL_EVERY == 0;
+            let risen = sample.demand >= RISE_FACTOR * sample.reported_demand
+                && sample.demand >= sample.reported_demand + RISE_MIN;
+            if sample.hot || sample.short_ttl || turn || risen {
                 items.push(Item {
                     policy: index,
+                    group,
                     key: entry.key().clone(),
                     state: Arc::clone(state),
-                    demand_milli: (sample.demand * 1000.0).round() as u64,
+                    demand: sample.demand,
                     hot: sample.hot,
                 });
             }
@@ -197,11 +224,14 @@ fn collect(shared: &Shared, now: u64, tick: u64, reporting: bool) -> Vec<Item> {
             let removed = policy.keys.remove_if(&key, |_, s| {
                 now.saturating_sub(s.last_seen()) > policy.idle_ns
             });
-            if removed.is_some() {
+            if let Some((_, state)) = removed {
+                state.retire();
+                policy.record(state.drain());
                 shared.tracked.fetch_sub(1, Ordering::AcqRel);
             }
         }
     }
+    items.sort_unstable_by_key(|item| (item.policy, item.group));
     items
 }
 
@@ -229,10 +259,9 @@ fn evict_lru(shared: &Shared) {
     let mut evicted = 0usize;
     for (_, index, key) in all.iter().take(nth + 1) {
         let keys = &shared.policies[*index].keys;
-        if keys
-            .remove_if(key, |_, s| s.last_seen() <= cutoff)
-            .is_some()
-        {
+        if let Some((_, state)) = keys.remove_if(key, |_, s| s.last_seen() <= cutoff) {
+            state.retire();
+            shared.policies[*index].record(state.drain());
             shared.tracked.fetch_sub(1, Ordering::AcqRel);
             evicted += 1;
         }
@@ -243,6 +272,8 @@ fn evict_lru(shared: &Shared) {
     );
 }
 
+/// Reports `items` (ordered by policy and group): one script call per group and chunk of
+/// [`CHUNK`] keys, calls pipelined up to [`PIPELINE_KEYS`] keys per round trip.
 async fn exchange(
     backend: &mut RedisSync,
     shared: &Shared,
@@ -253,21 +284,47 @@ async fn exchange(
         .max(1);
     let hot_ttl = interval_ms.saturating_mul(HOT_TTL_INTERVALS);
     let cool_ttl = interval_ms.saturating_mul(COOL_EVERY + HOT_TTL_INTERVALS);
-    let mut views = Vec::with_capacity(items.len());
-    for chunk in items.chunks(CHUNK) {
-        let reports: Vec<Report<'_>> = chunk
+    let reports: Vec<Report<'_>> = items
+        .iter()
+        .map(|item| Report {
+            key: &item.key,
+            demand_milli: (item.demand * 1000.0).round() as u64,
+            ttl_ms: if item.hot { hot_ttl } else { cool_ttl },
+        })
+        .collect();
+    let mut calls = Vec::new();
+    let mut start = 0;
+    while start < items.len() {
+        let (policy, group) = (items[start].policy, items[start].group);
+        let run = items[start..]
             .iter()
-            .map(|item| Report {
-                policy: &shared.configs[item.policy].name,
-                key: &item.key,
-                demand_milli: item.demand_milli,
-                ttl_ms: if item.hot { hot_ttl } else { cool_ttl },
+            .take(CHUNK)
+            .take_while(|i| i.policy == policy && i.group == group)
+            .count();
+        calls.push(GroupCall {
+            policy: &shared.configs[policy].name,
+            group,
+            reports: &reports[start..start + run],
+        });
+        start += run;
+    }
+    let mut views = Vec::with_capacity(items.len());
+    let mut rest = &calls[..];
+    while !rest.is_empty() {
+        let mut keys = 0;
+        let n = rest
+            .iter()
+            .take_while(|c| {
+                keys += c.reports.len();
+                keys <= PIPELINE_KEYS || keys == c.reports.len()
             })
-            .collect();
-        shared.metrics.redis_commands.inc_by(reports.len() as u64);
+            .count();
+        let (batch, next) = rest.split_at(n);
+        rest = next;
+        shared.metrics.redis_commands.inc_by(batch.len() as u64);
         views.extend(
             backend
-                .exchange(&shared.options.gateway_id, &reports)
+                .exchange(&shared.options.gateway_id, cool_ttl, batch)
                 .await?,
         );
     }

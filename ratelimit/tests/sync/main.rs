@@ -19,6 +19,7 @@ const TIMEOUT: Duration = Duration::from_millis(10);
 /// its limit spread over all three.
 #[test]
 fn three_gateways_hold_the_limit_under_skew_and_a_flip() {
+    let _serial = support::serial();
     let redis = RedisServer::start();
     let fleet = Fleet::start(&redis, 3, policy(LIMIT), TIMEOUT);
     let offered = 3.0 * LIMIT as f64;
@@ -63,6 +64,7 @@ fn three_gateways_hold_the_limit_under_skew_and_a_flip() {
 /// Redis frozen with SIGSTOP under load, then resumed.
 #[test]
 fn a_frozen_redis_degrades_without_blocking_and_recovers() {
+    let _serial = support::serial();
     let redis = RedisServer::start();
     let fleet = Fleet::start(&redis, 3, policy(LIMIT), TIMEOUT);
     let offered = 3.0 * LIMIT as f64;
@@ -130,9 +132,86 @@ fn a_frozen_redis_degrades_without_blocking_and_recovers() {
     );
 }
 
+/// Issue 4's load figure: ~10,000 requests per second over 1,000 keys, each at 10 requests per
+/// second against a limit of 100 (under their limit, as most keys are), for 4 s. Every command
+/// Redis ran (`INFO commandstats`, script-internal calls included, the script load and the
+/// keys' first reports too) per request: at most 0.01.
+#[test]
+fn cold_keys_cost_at_most_a_hundredth_of_a_command_per_request() {
+    const KEYS: usize = 1000;
+    const PER_KEY: f64 = 10.0;
+    let _serial = support::serial();
+    let redis = RedisServer::start();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut options = LimiterOptions::new("gw-0");
+    options.sync_interval = support::INTERVAL;
+    let limiter = Limiter::new(vec![policy(100)], options).unwrap();
+    let shutdown = CancellationToken::new();
+    let (total_before, evalsha_before) = command_calls(&redis);
+    {
+        let _guard = runtime.enter();
+        limiter.spawn_sync(
+            Some(RedisSync::new(&redis.url(), Duration::from_millis(50)).unwrap()),
+            shutdown.clone(),
+        );
+    }
+    let keys: Vec<Vec<u8>> = (0..KEYS)
+        .map(|i| format!("user-{i}").into_bytes())
+        .collect();
+    let length = Duration::from_secs(4);
+    let start = Instant::now();
+    let (mut requests, mut denied, mut next) = (0u64, 0u64, 0usize);
+    loop {
+        let elapsed = start.elapsed();
+        if elapsed >= length {
+            break;
+        }
+        // Paced: by now, `elapsed × KEYS × PER_KEY` requests, round-robin over the keys.
+        let due = (elapsed.as_secs_f64() * KEYS as f64 * PER_KEY) as u64;
+        while requests < due {
+            if !limiter.check(0, &keys[next]).allowed {
+                denied += 1;
+            }
+            next = (next + 1) % KEYS;
+            requests += 1;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (total_after, evalsha_after) = command_calls(&redis);
+    shutdown.cancel();
+    let commands = total_after - total_before;
+    let per_request = commands as f64 / requests as f64;
+    eprintln!(
+        "{requests} requests over {KEYS} keys in {length:?} ({:.0}/s): {commands} Redis commands \
+         ({per_request:.5}/request, script internals included), {} EVALSHA; {denied} denied",
+        requests as f64 / length.as_secs_f64(),
+        evalsha_after - evalsha_before
+    );
+    assert!(
+        requests as f64 >= 0.9 * KEYS as f64 * PER_KEY * length.as_secs_f64(),
+        "offered {requests}"
+    );
+    assert!(evalsha_after > evalsha_before, "the keys were synced");
+    assert!(
+        limiter
+            .inspect("per-user", b"user-0")
+            .unwrap()
+            .global_demand
+            .is_some(),
+        "keys got answers"
+    );
+    assert_eq!(denied, 0, "keys under their limit are never refused");
+    assert!(per_request <= 0.01, "{per_request} commands per request");
+}
+
 /// 1,000 keys checked as fast as two threads can: Redis commands per request.
 #[test]
 fn redis_commands_scale_with_keys_not_requests() {
+    let _serial = support::serial();
     let redis = RedisServer::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

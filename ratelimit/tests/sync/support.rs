@@ -8,6 +8,15 @@ use tokio_util::sync::CancellationToken;
 
 pub const INTERVAL: Duration = Duration::from_millis(100);
 
+/// These tests measure rates and check latencies, and one of them spins two threads flat out:
+/// run them one at a time (a 2-core machine would otherwise preempt checks mid-measurement).
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// `n` limiters (gateway ids `gw-0..`) sharing one policy, each with its own sync task.
 pub struct Fleet {
     pub limiters: Vec<Limiter>,
