@@ -17,15 +17,16 @@ fn bin() -> &'static Path {
 /// These tests each run three gateways and measure rates: one at a time on a 2-core machine.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn config(cell: &EchoCell, redis: &RedisServer) -> String {
+fn config(cell: &EchoCell, redis: &RedisServer, limit: u32) -> String {
     format!(
         "[server]\nlisten = \"{{listen}}\"\nadmin_listen = \"{{admin_listen}}\"\n\n\
          [redis]\nurl = \"{}\"\ntimeout = \"20ms\"\n\n\
          [control]\nheartbeat_interval = \"200ms\"\ngateway_ttl = \"2s\"\n\n\
          [ratelimit]\nsync_interval = \"100ms\"\n\n\
-         [[ratelimit.policies]]\nname = \"per-user\"\nkey = \"user\"\nlimit = 200\nper = \"1s\"\n\n\
+         [[ratelimit.policies]]\nname = \"per-user\"\nkey = \"user\"\nlimit = {}\nper = \"1s\"\n\n\
          [[cells]]\nname = \"cell-1\"\nupstreams = [\"{}\"]\n",
         redis.url(),
+        limit,
         cell.addr
     )
 }
@@ -82,10 +83,10 @@ fn per_second(samples: &[Sample], seconds: usize) -> Vec<usize> {
     admitted
 }
 
-fn start_stack() -> (RedisServer, EchoCell, Vec<Gateway>) {
+fn start_stack(limit: u32) -> (RedisServer, EchoCell, Vec<Gateway>) {
     let redis = RedisServer::start();
     let cell = EchoCell::start(bin(), "cell-1");
-    let text = config(&cell, &redis);
+    let text = config(&cell, &redis, limit);
     let gateways = (0..3).map(|_| Gateway::start(bin(), &text)).collect();
     (redis, cell, gateways)
 }
@@ -100,7 +101,7 @@ fn mode(gateway: &Gateway) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skewed_load_is_held_to_the_limit_and_calm_keys_pass() {
     let _serial = SERIAL.lock().await;
-    let (_redis, _cell, gateways) = start_stack();
+    let (_redis, _cell, gateways) = start_stack(200);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()
@@ -167,7 +168,9 @@ async fn skewed_load_is_held_to_the_limit_and_calm_keys_pass() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_redis_fails_open_and_recovers() {
     let _serial = SERIAL.lock().await;
-    let (redis, _cell, gateways) = start_stack();
+    // Half the load of the accuracy test: this one compares latency before and during the
+    // outage, and the machine running it must not be saturated by the test's own traffic.
+    let (redis, _cell, gateways) = start_stack(100);
     for g in &gateways {
         wait_until(Duration::from_secs(5), "limiter synced", || {
             mode(g) == "synced"
@@ -191,7 +194,7 @@ async fn a_frozen_redis_fails_open_and_recovers() {
             "hot",
             start,
             end,
-            move |_| 600.0 * share,
+            move |_| 300.0 * share,
             hot.clone(),
         )));
         tasks.push(tokio::spawn(offer(
@@ -200,7 +203,7 @@ async fn a_frozen_redis_fails_open_and_recovers() {
             "calm",
             start,
             end,
-            |_| 100.0 / 3.0,
+            |_| 50.0 / 3.0,
             calm.clone(),
         )));
     }
@@ -258,7 +261,7 @@ async fn a_frozen_redis_fails_open_and_recovers() {
     // the limit plus the burst per second.
     for second in 5..8 {
         assert!(
-            admitted[second] <= 200 + 200,
+            admitted[second] <= 100 + 100,
             "second {second}: {admitted:?}"
         );
     }
@@ -266,7 +269,7 @@ async fn a_frozen_redis_fails_open_and_recovers() {
     let back = resumed.duration_since(start).as_secs() as usize + 2;
     for (second, n) in admitted.iter().enumerate().skip(back) {
         assert!(
-            (190..=210).contains(n),
+            (95..=105).contains(n),
             "second {second} after recovery: {admitted:?}"
         );
     }
