@@ -238,10 +238,9 @@ impl Inner {
             Err(refusal) => {
                 let mut response = fail(refusal.code);
                 if let Some(wait) = refusal.retry_after {
-                    response.headers_mut().insert(
-                        RETRY_AFTER,
-                        HeaderValue::from(containment::retry_after_secs(wait)),
-                    );
+                    response
+                        .headers_mut()
+                        .insert(RETRY_AFTER, HeaderValue::from(ceil_secs(wait).max(1)));
                 }
                 response
             }

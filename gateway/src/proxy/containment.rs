@@ -3,7 +3,7 @@
 //! the retry budget. See `docs/containment.md` for defaults and why.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cell_router::containment::{
     BreakerConfig, Bulkhead, CircuitBreaker, Ejection, Load, Outcome, OutlierConfig,
@@ -125,9 +125,4 @@ pub fn breaker_code(breaker: &CircuitBreaker) -> i64 {
         "half_open" => 1,
         _ => 2,
     }
-}
-
-/// Seconds for a `Retry-After` header, rounded up, at least 1.
-pub fn retry_after_secs(d: Duration) -> u64 {
-    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }
