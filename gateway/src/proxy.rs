@@ -29,7 +29,7 @@ use tracing::{Instrument, Level, Span, debug, field, warn};
 use crate::config::Config;
 use crate::control::{ControlPlane, now_ms};
 use crate::metrics::{ErrorMetrics, Metrics};
-use body::{InFlightGuard, LimitedBody, ProxyBody, RequestBodyError};
+use body::{IdleTimeout, InFlightGuard, LimitedBody, ProxyBody, RequestBodyError};
 use error::{ErrorCode, respond};
 use headers::{
     IDEMPOTENCY_KEY, TRACEPARENT, X_CELL, X_PRIORITY, X_REQUEST_DEADLINE_MS, X_REQUEST_ID,
@@ -353,6 +353,12 @@ impl Inner {
                         *retry.method_mut() = method.clone();
                         *retry.uri_mut() = uri.clone();
                         *retry.headers_mut() = headers.clone();
+                        // The retry has less time left than the first attempt had.
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        retry.headers_mut().insert(
+                            &X_REQUEST_DEADLINE_MS,
+                            HeaderValue::from(u64::try_from(left.as_millis()).unwrap_or(u64::MAX)),
+                        );
                         let (parts, body) = retry.into_parts();
                         upstream_request(parts, upstream, body)
                     }
@@ -381,16 +387,16 @@ impl Inner {
                         attempt,
                     )
                 {
-                    if budget.withdraw(done) {
-                        let backoff = policy.backoff(attempt, fastrand::u64(..));
-                        if Instant::now() + backoff < deadline {
+                    // Only spend budget on a retry the deadline leaves room for.
+                    let backoff = policy.backoff(attempt, fastrand::u64(..));
+                    if Instant::now() + backoff < deadline {
+                        if budget.withdraw(done) {
                             c.metrics().retries_attempted.inc();
                             tokio::time::sleep(backoff).await;
                             attempt += 1;
                             exclude = Some(index);
                             continue;
                         }
-                    } else {
                         c.metrics().retries_refused.inc();
                     }
                 }
@@ -405,7 +411,12 @@ impl Inner {
                     strip_hop_by_hop(&mut head.headers);
                     Ok(Response::from_parts(
                         head,
-                        ProxyBody::Upstream { inner, guard, slot },
+                        ProxyBody::Upstream {
+                            inner,
+                            guard,
+                            slot,
+                            idle: IdleTimeout::new(self.request_timeout),
+                        },
                     ))
                 }
                 Err(code) => {

@@ -1,7 +1,9 @@
 //! Body types of the proxy: streamed through, never buffered.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use cell_router::containment::OwnedBulkheadPermit;
@@ -43,8 +45,50 @@ pub enum ProxyBody {
         guard: InFlightGuard,
         /// The cell's bulkhead slot, held until the body is done.
         slot: OwnedBulkheadPermit,
+        /// Stops an upstream that sent its head and then stalls from holding the slot forever.
+        idle: IdleTimeout,
     },
 }
+
+/// The longest pause allowed between two frames of an upstream body.
+///
+/// The timer is only created once the body first has to wait, so a response that streams
+/// without pausing costs no timer.
+#[derive(Debug)]
+pub struct IdleTimeout {
+    after: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl IdleTimeout {
+    /// A timeout of `after` between frames.
+    pub fn new(after: Duration) -> Self {
+        IdleTimeout { after, sleep: None }
+    }
+
+    /// Called when the body made progress.
+    fn progressed(&mut self) {
+        if let Some(sleep) = self.sleep.as_mut() {
+            sleep
+                .as_mut()
+                .reset(tokio::time::Instant::now() + self.after);
+        }
+    }
+
+    /// Called when the body has to wait: whether the pause has gone on too long.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let after = self.after;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+        sleep.as_mut().poll(cx).is_ready()
+    }
+}
+
+/// An upstream body paused longer than the idle timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream body idle for longer than {0:?}")]
+pub struct BodyIdle(Duration);
 
 impl ProxyBody {
     /// A body of the given bytes.
@@ -63,15 +107,26 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             ProxyBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            ProxyBody::Upstream { inner, .. } => Pin::new(inner).poll_frame(cx),
+            ProxyBody::Upstream { inner, idle, .. } => match Pin::new(inner).poll_frame(cx) {
+                Poll::Ready(frame) => {
+                    idle.progressed();
+                    Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+                }
+                Poll::Pending if idle.expired(cx) => {
+                    // Ending the body with an error aborts the response: the client sees a
+                    // truncated body rather than a hang, and the slot and connection are freed.
+                    Poll::Ready(Some(Err(Box::new(BodyIdle(idle.after)))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 

@@ -558,3 +558,47 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
 fn libc_sigterm() -> i32 {
     15
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_response_body_is_cut_and_frees_the_cell() {
+    let cell = EchoCell::start(bin(), "cell-1");
+    let gateway = Gateway::start(
+        bin(),
+        &config(
+            "request_timeout = \"500ms\"",
+            &[("cell-1", cell.addr.to_string())],
+        ),
+    );
+    let http = client();
+    let start = Instant::now();
+    // Headers at once, then chunks 3 s apart: the body stalls far longer than the timeout.
+    let response = http
+        .get(gateway.url("/stall?stream_chunks=3&chunk_bytes=16&chunk_interval_ms=3000"))
+        .header("x-user-id", "alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.bytes().await;
+    let elapsed = start.elapsed();
+    assert!(
+        body.is_err(),
+        "a stalled body must be aborted, got {body:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(2500),
+        "cut after {elapsed:?}"
+    );
+    let metrics = http
+        .get(gateway.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("cellgate_in_flight_requests{cell=\"cell-1\"} 0"),
+        "the cell's slot was not released:\n{metrics}"
+    );
+}
