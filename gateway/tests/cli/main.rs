@@ -10,16 +10,12 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_cellgate"))
 }
 
-fn write_config(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "cellgate-cli-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+/// Writes `text` to `name` in a fresh temp dir, removed when the returned guard drops.
+fn write_config(name: &str, text: &str) -> (test_support::TempDir, PathBuf) {
+    let dir = test_support::TempDir::new("cellgate-cli");
+    let path = dir.path().join(name);
     std::fs::write(&path, text).unwrap();
-    path
+    (dir, path)
 }
 
 fn run(args: &[&str]) -> Output {
@@ -86,7 +82,7 @@ fn check_config_reports_file_and_line_and_exits_1() {
         ),
     ];
     for (text, line, needle) in cases {
-        let path = write_config("bad.toml", text);
+        let (_dir, path) = write_config("bad.toml", text);
         let path_str = path.to_str().unwrap();
         for command in ["check-config", "serve"] {
             let out = run(&[command, "--config", path_str]);
