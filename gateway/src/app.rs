@@ -17,6 +17,9 @@ use crate::control::{
     ControlPlane, ControlPlaneOptions, DirectoryStore, MemoryStore, RedisStore, StoreError,
     StoreOptions,
 };
+use crate::delivery::DeliveryQueue;
+use crate::delivery::metrics::DeliveryMetrics;
+use crate::delivery::store::{QueueError, QueueStore};
 use crate::metrics::Metrics;
 use crate::proxy::limit::RateLimits;
 use crate::proxy::server::{self, ServerLimits};
@@ -47,6 +50,9 @@ pub enum StartError {
     /// The rate limiter could not be set up.
     #[error("rate limiter: {0}")]
     RateLimit(#[source] LimiterError),
+    /// The delivery queue could not be set up.
+    #[error("delivery queue: {0}")]
+    Delivery(#[source] QueueError),
 }
 
 /// A gateway with its listeners bound, ready to [`run`](Gateway::run).
@@ -60,6 +66,8 @@ pub struct Gateway {
     stop: CancellationToken,
     /// The limiter's link to Redis; `None` without `[redis]` (local limits only).
     limiter_sync: Option<RedisSync>,
+    /// The async delivery queue, when `[delivery]` is configured.
+    delivery: Option<DeliveryQueue>,
     limits: ServerLimits,
 }
 
@@ -110,7 +118,15 @@ impl Gateway {
         control.register(metrics.registry_mut());
 
         let (limits, limiter_sync) = rate_limits(config, &gateway_id, &mut metrics)?;
-        let proxy = Proxy::new(config, cells, control.clone(), limits, &metrics);
+        let delivery = delivery_queue(config, &cells, &gateway_id, &mut metrics)?;
+        let proxy = Proxy::new(
+            config,
+            cells,
+            control.clone(),
+            limits,
+            delivery.clone(),
+            &metrics,
+        );
         let rates = Rates::new(
             proxy
                 .cells()
@@ -135,6 +151,7 @@ impl Gateway {
             proxy,
             stop,
             limiter_sync,
+            delivery,
             limits: ServerLimits {
                 max_header_bytes: config.server.max_header_bytes,
                 shutdown_grace: config.server.shutdown_grace,
@@ -162,6 +179,7 @@ impl Gateway {
             admin,
             stop,
             limiter_sync,
+            delivery,
             limits,
         } = self;
         crate::proxy::health::spawn(&proxy, Default::default(), &stop);
@@ -169,6 +187,8 @@ impl Gateway {
             // Runs without Redis too: it evicts idle keys.
             limits.limiter().spawn_sync(limiter_sync, stop.clone());
         }
+        let workers = delivery
+            .map(|queue| crate::delivery::worker::spawn(queue, proxy.clone(), stop.clone()));
         let ready = admin.ready.clone();
         tokio::spawn(sample_rates(
             admin.rates.clone(),
@@ -199,6 +219,11 @@ impl Gateway {
         let _ = admin_stop.send(());
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), admin_task).await;
         stop.cancel();
+        if let Some(workers) = workers {
+            // Deliveries in flight finish and record their outcome; any left over stay
+            // pending in Redis and another gateway claims them.
+            let _ = tokio::time::timeout(limits.shutdown_grace, workers).await;
+        }
         info!(drained, "gateway stopped");
         drained
     }
@@ -259,6 +284,32 @@ async fn sample_rates(rates: Rates, control: ControlPlane, proxy: Proxy, stop: C
             .collect();
         control.set_cell_rps(by_cell);
     }
+}
+
+/// The async delivery queue for `[delivery]` (which config validation ties to `[redis]`).
+fn delivery_queue(
+    config: &Config,
+    cells: &Cells,
+    gateway_id: &str,
+    metrics: &mut Metrics,
+) -> Result<Option<DeliveryQueue>, StartError> {
+    let (Some(delivery), Some(redis)) = (&config.delivery, &config.redis) else {
+        return Ok(None);
+    };
+    let RedisTarget::Single(url) = &redis.target else {
+        return Err(StartError::Delivery(QueueError::Config(
+            "Redis Cluster is not supported yet; use `url`".to_owned(),
+        )));
+    };
+    let store = QueueStore::open(url, redis.timeout).map_err(StartError::Delivery)?;
+    Ok(Some(DeliveryQueue::new(
+        store,
+        delivery.clone(),
+        cells.placement().clone(),
+        cells.iter().map(|c| c.name().to_owned()),
+        gateway_id.to_owned(),
+        DeliveryMetrics::new(metrics.registry_mut()),
+    )))
 }
 
 /// The limiter for `[ratelimit]`, and its Redis link when `[redis]` is configured.

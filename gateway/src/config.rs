@@ -124,6 +124,25 @@ impl Config {
             .as_ref()
             .map(|d| delivery::build(d, &ctx))
             .transpose()?;
+        if let (Some(d), Some(raw_d)) = (&delivery, &raw.delivery) {
+            // A live delivery slower than the visibility timeout would be claimed by another
+            // worker and sent twice.
+            if d.visibility_timeout <= server.request_timeout {
+                let span = raw_d
+                    .get_ref()
+                    .visibility_timeout
+                    .as_ref()
+                    .map_or_else(|| raw_d.span(), toml::Spanned::span);
+                return Err(ctx.error_at(
+                    span,
+                    format!(
+                        "`delivery.visibility_timeout` ({}) must be longer than `server.request_timeout` ({})",
+                        humantime::format_duration(d.visibility_timeout),
+                        humantime::format_duration(server.request_timeout)
+                    ),
+                ));
+            }
+        }
         let ratelimit = raw
             .ratelimit
             .as_ref()

@@ -18,6 +18,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod delivery;
 pub mod demo;
 pub mod echo;
 pub mod metrics;

@@ -4,6 +4,8 @@
 
 pub mod body;
 pub mod containment;
+pub mod deliver;
+pub mod enqueue;
 pub mod error;
 pub mod headers;
 pub mod health;
@@ -28,6 +30,7 @@ use tracing::{Instrument, Level, Span, debug, field, warn};
 
 use crate::config::Config;
 use crate::control::{ControlPlane, now_ms};
+use crate::delivery::DeliveryQueue;
 use crate::metrics::{ErrorMetrics, Metrics};
 use body::{IdleTimeout, InFlightGuard, LimitedBody, ProxyBody, RequestBodyError};
 use error::{ErrorCode, respond};
@@ -83,6 +86,8 @@ struct Inner {
     max_body: u64,
     max_header_bytes: usize,
     errors: ErrorMetrics,
+    /// The async delivery queue, when `[delivery]` is configured.
+    delivery: Option<DeliveryQueue>,
 }
 
 impl Proxy {
@@ -92,6 +97,7 @@ impl Proxy {
         cells: Cells,
         control: ControlPlane,
         limits: Option<RateLimits>,
+        delivery: Option<DeliveryQueue>,
         metrics: &Metrics,
     ) -> Proxy {
         Proxy {
@@ -111,6 +117,7 @@ impl Proxy {
                 max_body: config.server.max_request_body,
                 max_header_bytes: config.server.max_header_bytes,
                 errors: metrics.errors(),
+                delivery,
             }),
         }
     }
@@ -176,6 +183,15 @@ impl Inner {
             return fail(ErrorCode::HeadersTooLarge);
         }
 
+        // The gateway's own namespace: delivery status records, looked up by id alone (ids
+        // are unguessable), so no routing key is needed.
+        if let Some(id) = parts.uri.path().strip_prefix(enqueue::STATUS_PREFIX) {
+            return match self.delivery_status(&parts.method, id).await {
+                Ok(response) => response,
+                Err(code) => fail(code),
+            };
+        }
+
         // 1. Routing key.
         let key = match self
             .keys
@@ -207,6 +223,13 @@ impl Inner {
             .limits
             .as_ref()
             .map(|l| l.check(&key, remote.ip(), &parts.headers, cell.name()));
+        // Async requests need the sender's key after the headers are rewritten: copy it, on
+        // that path only.
+        let sender = self
+            .delivery
+            .as_ref()
+            .filter(|_| enqueue::prefers_async(&parts.headers))
+            .map(|queue| (queue, key.to_vec()));
         // The key borrows the headers; drop it so they can be rewritten.
         drop(key);
         if let Some(Verdict {
@@ -228,6 +251,20 @@ impl Inner {
         if !self.shedder.admit(priority, in_flight.count()) {
             self.shed[priority as usize].inc();
             return fail(ErrorCode::Overloaded);
+        }
+
+        if let Some((queue, sender)) = sender {
+            let mut response = match self
+                .enqueue(queue, parts, body, &sender, remote.ip(), request_id, trace)
+                .await
+            {
+                Ok(response) => response,
+                Err(enqueue::Refused(code)) => fail(code),
+            };
+            if let Some(verdict) = verdict {
+                self.add_limit_headers(response.headers_mut(), verdict.header.as_ref());
+            }
+            return response;
         }
 
         let mut response = match self
@@ -366,17 +403,17 @@ impl Inner {
                 },
             }?;
 
-            let pending = c.ewmas()[index].start(started);
-            let result = tokio::time::timeout_at(deadline, upstream.pool().send(request)).await;
-            let done = std::time::Instant::now();
-            let attempt_result = classify(
-                result,
-                done.duration_since(started),
+            let (attempt_result, done) = send_attempt(
+                c,
+                index,
+                upstream,
+                request,
+                started,
+                deadline,
                 deadline < route_deadline,
-            );
+            )
+            .await;
             let (outcome, failure) = (attempt_result.outcome, attempt_result.failure);
-            pending.finish(outcome, done);
-            c.record(index, upstream.authority().as_str(), outcome, done);
 
             if let Some(failure) = failure {
                 if spare.is_some()
@@ -433,6 +470,26 @@ impl Inner {
             };
         }
     }
+}
+
+/// Sends one attempt to upstream `index` of a cell and feeds the outcome to its latency
+/// estimator and outlier detector. Returns the judged result and when it completed.
+async fn send_attempt(
+    c: &containment::CellContainment,
+    index: usize,
+    upstream: &upstream::Upstream,
+    request: Request<LimitedBody>,
+    started: std::time::Instant,
+    deadline: Instant,
+    client_deadline: bool,
+) -> (AttemptResult, std::time::Instant) {
+    let pending = c.ewmas()[index].start(started);
+    let result = tokio::time::timeout_at(deadline, upstream.pool().send(request)).await;
+    let done = std::time::Instant::now();
+    let judged = classify(result, done.duration_since(started), client_deadline);
+    pending.finish(judged.outcome, done);
+    c.record(index, upstream.authority().as_str(), judged.outcome, done);
+    (judged, done)
 }
 
 /// `X-Priority: critical|normal|batch` (case-insensitive); absent or unknown is `normal`.

@@ -146,3 +146,35 @@ pub fn join_trace(span: &Span, incoming: Option<TraceParent>) -> TraceParent {
         flags: sc.trace_flags().to_u8(),
     }
 }
+
+/// Links `span` (a delivery attempt, its own trace) to `origin` (the enqueuing request's
+/// trace) and returns the context to send upstream.
+///
+/// With OTLP export on, the attempt is a new trace whose span carries a link to the
+/// enqueuing span, the OpenTelemetry model for work that outlives its request; the upstream
+/// sees the attempt's span as its parent. Without export there are no links to carry, so the
+/// upstream gets a child of the enqueuing trace and can still correlate by trace id.
+pub fn link_trace(span: &Span, origin: Option<TraceParent>) -> TraceParent {
+    if !OTEL_ON.load(Ordering::Relaxed) {
+        return origin.map_or_else(|| TraceParent::new_root(false), |tp| tp.child());
+    }
+    if let Some(origin) = origin {
+        span.add_link(SpanContext::new(
+            TraceId::from_bytes(origin.trace_id),
+            SpanId::from_bytes(origin.span_id),
+            TraceFlags::new(origin.flags),
+            true,
+            TraceState::default(),
+        ));
+    }
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    if !sc.is_valid() {
+        return origin.map_or_else(|| TraceParent::new_root(true), |tp| tp.child());
+    }
+    TraceParent {
+        trace_id: sc.trace_id().to_bytes(),
+        span_id: sc.span_id().to_bytes(),
+        flags: sc.trace_flags().to_u8(),
+    }
+}

@@ -25,6 +25,13 @@ pub struct DeliveryConfig {
     /// Largest body stored for async delivery, in bytes; larger gets 413. Default 1 MiB,
     /// not zero.
     pub max_body: u64,
+    /// How long an entry may sit unacknowledged with a worker before another worker claims
+    /// it (the worker is presumed dead). Must exceed `server.request_timeout`, or a slow but
+    /// live delivery is claimed and sent twice. Default 30s.
+    pub visibility_timeout: Duration,
+    /// How long status records of delivered entries, and idempotency keys, are kept.
+    /// Dead-lettered entries stay until replayed or purged. Default 24h, not zero.
+    pub retention: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -37,6 +44,8 @@ impl Default for DeliveryConfig {
             max_age: Duration::from_secs(24 * 60 * 60),
             max_pending: 100_000,
             max_body: 1024 * 1024,
+            visibility_timeout: Duration::from_secs(30),
+            retention: Duration::from_secs(24 * 60 * 60),
         }
     }
 }
@@ -86,6 +95,13 @@ pub(super) fn build(raw: &Spanned<RawDelivery>, ctx: &Ctx<'_>) -> Result<Deliver
     let max_body = or_default(raw.max_body.as_ref(), d.max_body, |v| {
         ctx.positive_bytes(v, "`delivery.max_body`")
     })?;
+    let visibility_timeout =
+        or_default(raw.visibility_timeout.as_ref(), d.visibility_timeout, |v| {
+            ctx.positive_duration(v, "`delivery.visibility_timeout`")
+        })?;
+    let retention = or_default(raw.retention.as_ref(), d.retention, |v| {
+        ctx.positive_duration(v, "`delivery.retention`")
+    })?;
     Ok(DeliveryConfig {
         workers,
         max_attempts,
@@ -94,5 +110,7 @@ pub(super) fn build(raw: &Spanned<RawDelivery>, ctx: &Ctx<'_>) -> Result<Deliver
         max_age,
         max_pending,
         max_body,
+        visibility_timeout,
+        retention,
     })
 }

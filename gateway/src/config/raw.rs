@@ -84,6 +84,8 @@ pub(super) struct RawDelivery {
     pub max_age: Option<Text>,
     pub max_pending: Option<Int>,
     pub max_body: Option<Spanned<RawBytes>>,
+    pub visibility_timeout: Option<Text>,
+    pub retention: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -163,12 +163,12 @@ pub enum RequestBodyError {
 /// catches chunked bodies, whose size is only known as they arrive.
 #[derive(Debug)]
 pub struct LimitedBody {
-    /// `None` once the limit tripped and the rest went to [`linger`], or for a replayed
-    /// bodiless request.
+    /// `None` once the limit tripped and the rest went to [`linger`], or for a buffered body.
     inner: Option<Incoming>,
     remaining: u64,
-    /// A retry of a bodiless request: ends at once.
-    empty: bool,
+    /// A body already in memory (a retried bodiless request, a stored async delivery):
+    /// `Some(rest)`, where `rest` is taken by the first poll.
+    buffered: Option<Option<Bytes>>,
 }
 
 impl LimitedBody {
@@ -177,16 +177,21 @@ impl LimitedBody {
         LimitedBody {
             inner: Some(inner),
             remaining: limit,
-            empty: false,
+            buffered: None,
         }
     }
 
     /// An empty body, for a retried request that had none.
     pub fn empty() -> Self {
+        Self::full(Bytes::new())
+    }
+
+    /// A body held in memory, sent as one frame.
+    pub fn full(bytes: Bytes) -> Self {
         LimitedBody {
             inner: None,
             remaining: 0,
-            empty: true,
+            buffered: Some((!bytes.is_empty()).then_some(bytes)),
         }
     }
 }
@@ -200,8 +205,8 @@ impl Body for LimitedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
         let this = self.get_mut();
-        if this.empty {
-            return Poll::Ready(None);
+        if let Some(rest) = this.buffered.as_mut() {
+            return Poll::Ready(rest.take().map(|b| Ok(Frame::data(b))));
         }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(Some(Err(RequestBodyError::TooLarge)));
@@ -228,13 +233,20 @@ impl Body for LimitedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.empty || self.inner.as_ref().is_none_or(Incoming::is_end_stream)
+        match &self.buffered {
+            Some(rest) => rest.is_none(),
+            None => self.inner.as_ref().is_none_or(Incoming::is_end_stream),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or_else(SizeHint::default, Incoming::size_hint)
+        match &self.buffered {
+            Some(rest) => SizeHint::with_exact(rest.as_ref().map_or(0, |b| b.len() as u64)),
+            None => self
+                .inner
+                .as_ref()
+                .map_or_else(SizeHint::default, Incoming::size_hint),
+        }
     }
 }
 

@@ -36,11 +36,13 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// Request headers above the configured limit.
     HeadersTooLarge,
+    /// No such delivery (unknown, malformed or expired id).
+    NotFound,
 }
 
 impl ErrorCode {
     /// Every code, in discriminant order.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::MissingRoutingKey,
         ErrorCode::InvalidRoutingKey,
         ErrorCode::RateLimited,
@@ -52,6 +54,7 @@ impl ErrorCode {
         ErrorCode::QueueUnavailable,
         ErrorCode::PayloadTooLarge,
         ErrorCode::HeadersTooLarge,
+        ErrorCode::NotFound,
     ];
 
     /// The `error` field of the JSON body.
@@ -68,6 +71,7 @@ impl ErrorCode {
             ErrorCode::QueueUnavailable => "queue_unavailable",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::HeadersTooLarge => "headers_too_large",
+            ErrorCode::NotFound => "not_found",
         }
     }
 
@@ -84,6 +88,7 @@ impl ErrorCode {
             ErrorCode::UpstreamError => StatusCode::BAD_GATEWAY,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
         }
     }
 
@@ -103,6 +108,7 @@ impl ErrorCode {
             ErrorCode::QueueUnavailable => "the delivery queue is temporarily unavailable",
             ErrorCode::PayloadTooLarge => "the request body exceeds the configured limit",
             ErrorCode::HeadersTooLarge => "the request headers exceed the configured limit",
+            ErrorCode::NotFound => "no such delivery (unknown id, or its record has expired)",
         }
     }
 

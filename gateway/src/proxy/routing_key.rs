@@ -76,7 +76,7 @@ fn ip_key(remote: IpAddr) -> Cow<'static, [u8]> {
     Cow::Owned(remote.to_string().into_bytes())
 }
 
-fn validate(key: Cow<'_, [u8]>) -> Result<Cow<'_, [u8]>, KeyError> {
+pub(crate) fn validate(key: Cow<'_, [u8]>) -> Result<Cow<'_, [u8]>, KeyError> {
     if key.len() > MAX_KEY_LEN || key.iter().any(|&b| b < 0x20 || b == 0x7f) {
         return Err(KeyError::Invalid);
     }

@@ -16,6 +16,14 @@ pub struct TraceParent {
 }
 
 impl TraceParent {
+    /// [`parse`](Self::parse) of a stored string.
+    pub fn parse_str(value: &str) -> Option<TraceParent> {
+        HeaderValue::from_str(value)
+            .ok()
+            .as_ref()
+            .and_then(Self::parse)
+    }
+
     /// Parses a `traceparent` header value; `None` if it is malformed (then a new trace starts,
     /// as the W3C spec requires).
     pub fn parse(value: &HeaderValue) -> Option<TraceParent> {

@@ -63,6 +63,8 @@ fn spec_example_parses() {
             max_age: Duration::from_secs(24 * 3600),
             max_pending: 100_000,
             max_body: 1024 * 1024,
+            visibility_timeout: Duration::from_secs(30),
+            retention: Duration::from_secs(24 * 3600),
         })
     );
 

@@ -1,0 +1,13 @@
+-- The target cell could not take attempt ARGV[5] of `id` (breaker open, bulkhead full): give
+-- the attempt back and wait until ARGV[4] without burning it. ARGV: 1 id, 2 entry, 3 now_ms,
+-- 4 due_ms, 5 attempt. Returns 1, or 0 when the entry moved on meanwhile.
+local state = redis.call('HGET', KEYS[5], 'state')
+ack(ARGV[2])
+if state ~= 'delivering' then return 0 end
+local attempts = tonumber(ARGV[5]) - 1
+local next_state = 'retrying'
+if attempts <= 0 then attempts = 0; next_state = 'pending' end
+redis.call('HSET', KEYS[5], 'state', next_state, 'attempts', attempts, 'next_ms', ARGV[4],
+  'updated_ms', ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+return 1

@@ -1,0 +1,382 @@
+//! Delivery workers: in every gateway with `delivery.workers > 0`, one blocking reader per
+//! partition hands tokens to at most `workers` concurrent deliveries; a maintenance task
+//! moves due retries back into the streams, claims work abandoned by dead workers and
+//! samples the depth gauges.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info_span, warn};
+
+use super::DeliveryQueue;
+use super::keys::Partition;
+use super::metrics::DeliveryOutcome;
+use super::store::{QueueError, Take, Token};
+use crate::control::now_ms;
+use crate::proxy::Proxy;
+use crate::proxy::deliver::Sent;
+use crate::proxy::trace_context::TraceParent;
+
+/// How long one blocking read waits for new work.
+const BLOCK: Duration = Duration::from_secs(1);
+/// Most tokens read at once.
+const BATCH: usize = 64;
+/// How often due retries are moved back into the streams.
+const PROMOTE_EVERY: Duration = Duration::from_millis(100);
+
+/// Starts the workers (when `workers > 0`) and the depth sampler. The handle finishes after
+/// `stop`, once in-flight deliveries are done.
+pub fn spawn(queue: DeliveryQueue, proxy: Proxy, stop: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let workers = queue.config().workers;
+        let mut tasks = vec![tokio::spawn(sample(queue.clone(), stop.clone()))];
+        if workers > 0 {
+            let slots = Arc::new(Semaphore::new(workers));
+            for p in queue.partitions() {
+                tasks.push(tokio::spawn(read(
+                    queue.clone(),
+                    proxy.clone(),
+                    p.clone(),
+                    slots.clone(),
+                    stop.clone(),
+                )));
+            }
+            tasks.push(tokio::spawn(maintain(
+                queue.clone(),
+                proxy.clone(),
+                slots.clone(),
+                stop.clone(),
+            )));
+            for t in tasks {
+                let _ = t.await;
+            }
+            // Let deliveries in flight finish: their outcome is recorded, not left to a
+            // claim after the visibility timeout.
+            let all = u32::try_from(workers).unwrap_or(u32::MAX);
+            let _ = tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(all)).await;
+        } else {
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+    })
+}
+
+/// Reads `p`'s stream and starts a delivery per token, within the worker slots.
+async fn read(
+    queue: DeliveryQueue,
+    proxy: Proxy,
+    p: Partition,
+    slots: Arc<Semaphore>,
+    stop: CancellationToken,
+) {
+    let mut reader = queue.store().reader(queue.consumer());
+    let mut backoff = Backoff::default();
+    let mut group_ready = false;
+    while !stop.is_cancelled() {
+        if !group_ready {
+            match queue.store().ensure_group(&p).await {
+                Ok(()) => group_ready = true,
+                Err(e) => {
+                    backoff.wait(&stop, &p, &e).await;
+                    continue;
+                }
+            }
+        }
+        // Take a slot before reading, so read work always has a worker.
+        let first = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            () = stop.cancelled() => return,
+        };
+        let mut permits = vec![first];
+        while permits.len() < BATCH {
+            match slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        let read = tokio::select! {
+            r = reader.read(&p, permits.len(), BLOCK) => r,
+            () = stop.cancelled() => return,
+        };
+        match read {
+            Ok(tokens) => {
+                backoff.reset();
+                for token in tokens {
+                    let Some(permit) = permits.pop() else { break };
+                    tokio::spawn(deliver(
+                        queue.clone(),
+                        proxy.clone(),
+                        p.clone(),
+                        token,
+                        permit,
+                    ));
+                }
+            }
+            Err(e) => {
+                // NOGROUP: the stream was lost (Redis restarted without its data).
+                group_ready = !e.to_string().contains("NOGROUP");
+                backoff.wait(&stop, &p, &e).await;
+            }
+        }
+    }
+}
+
+/// One attempt at one delivery.
+async fn deliver(
+    queue: DeliveryQueue,
+    proxy: Proxy,
+    p: Partition,
+    token: Token,
+    _slot: OwnedSemaphorePermit,
+) {
+    let config = queue.config();
+    let store = queue.store();
+    let m = queue.metrics();
+    let take = store
+        .take(&p, &token, now_ms(), config.max_age, config.max_attempts)
+        .await;
+    let (attempt, request) = match take {
+        Ok(Take::Go { attempt, request }) => (attempt, request),
+        Ok(Take::Dead(reason)) => {
+            debug!(id = %token.id, reason, "delivery dead-lettered before its attempt");
+            m.outcome(DeliveryOutcome::Dead);
+            m.attempts.observe(f64::from(config.max_attempts));
+            return;
+        }
+        Ok(Take::Gone) => return,
+        Err(e) => {
+            // The token stays pending with this worker and is claimed later.
+            debug!(id = %token.id, error = %e, "could not start a delivery");
+            return;
+        }
+    };
+    let span = info_span!("delivery", id = %token.id, attempt, cell = tracing::field::Empty);
+    async {
+        let Some(cell) = proxy.cell_for(&request.target) else {
+            return;
+        };
+        tracing::Span::current().record("cell", cell.name());
+        let admitted = match proxy.admit(cell) {
+            Ok(a) => a,
+            Err(wait) => {
+                // Breaker open or bulkhead full: wait for the cell without burning the
+                // attempt, rather than hammering it.
+                let due = now_ms() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(50);
+                if store.defer(&p, &token, now_ms(), due, attempt).await.is_ok() {
+                    m.outcome(DeliveryOutcome::Deferred);
+                }
+                return;
+            }
+        };
+        let origin = TraceParent::parse_str(&request.traceparent);
+        let trace = crate::telemetry::link_trace(&tracing::Span::current(), origin);
+        let sent = proxy
+            .send_stored(admitted, &request, &token.id, attempt, trace)
+            .await;
+        let now = now_ms();
+        let cell_name = cell.name();
+        let result = match &sent {
+            Sent::Answered { status, .. } if (200..400).contains(status) => store
+                .succeed(&p, &token, now, config.retention, *status, cell_name, attempt)
+                .await
+                .map(|()| DeliveryOutcome::Delivered),
+            Sent::Answered { status, retry_after } if retryable(*status) => {
+                let error = format!("{cell_name} answered {status}");
+                retry_or_bury(&queue, &p, &token, attempt, &error, Some(*status), *retry_after).await
+            }
+            Sent::Answered { status, .. } => store
+                .fail(
+                    &p,
+                    &token,
+                    now,
+                    None,
+                    "non_retryable_status",
+                    &format!("{cell_name} answered {status}"),
+                    attempt,
+                    Some(*status),
+                )
+                .await
+                .map(|_| DeliveryOutcome::Dead),
+            Sent::Failed(detail) => {
+                let error = format!("{cell_name}: {detail}");
+                retry_or_bury(&queue, &p, &token, attempt, &error, None, None).await
+            }
+        };
+        match result {
+            Ok(outcome) => {
+                m.outcome(outcome);
+                if matches!(outcome, DeliveryOutcome::Delivered | DeliveryOutcome::Dead) {
+                    m.attempts.observe(f64::from(attempt));
+                }
+            }
+            Err(e) => warn!(error = %e, "could not record a delivery attempt; it will be claimed and retried"),
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// 408, 429 and 5xx may succeed later; other 4xx never will.
+fn retryable(status: u16) -> bool {
+    status == 408 || status == 429 || status >= 500
+}
+
+async fn retry_or_bury(
+    queue: &DeliveryQueue,
+    p: &Partition,
+    token: &Token,
+    attempt: u32,
+    error: &str,
+    status: Option<u16>,
+    retry_after: Option<Duration>,
+) -> Result<DeliveryOutcome, QueueError> {
+    let now = now_ms();
+    let retry_at = (attempt < queue.config().max_attempts).then(|| {
+        let wait = queue
+            .backoff(attempt, fastrand::u64(..))
+            .max(retry_after.unwrap_or_default());
+        now + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
+    });
+    let dead = queue
+        .store()
+        .fail(
+            p,
+            token,
+            now,
+            retry_at,
+            "max_attempts",
+            error,
+            attempt,
+            status,
+        )
+        .await?;
+    Ok(if dead {
+        DeliveryOutcome::Dead
+    } else {
+        DeliveryOutcome::Retried
+    })
+}
+
+/// Moves due retries back, claims abandoned work, for every partition.
+async fn maintain(
+    queue: DeliveryQueue,
+    proxy: Proxy,
+    slots: Arc<Semaphore>,
+    stop: CancellationToken,
+) {
+    let visibility = queue.config().visibility_timeout;
+    // Claim often enough that abandoned work waits at most about 1.5 visibility timeouts.
+    let claim_every = (visibility / 2).max(Duration::from_millis(100));
+    let mut tick = tokio::time::interval(PROMOTE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_claim = tokio::time::Instant::now();
+    let mut cursors: Vec<String> = vec!["0-0".to_owned(); queue.partitions().len()];
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        for p in queue.partitions() {
+            if let Err(e) = queue.store().promote(p, now_ms(), 1000).await {
+                debug!(cell = p.cell(), error = %e, "promote failed");
+            }
+        }
+        if last_claim.elapsed() < claim_every {
+            continue;
+        }
+        last_claim = tokio::time::Instant::now();
+        for (i, p) in queue.partitions().iter().enumerate() {
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                continue;
+            };
+            let free = slots.available_permits() + 1;
+            match queue
+                .store()
+                .claim(
+                    p,
+                    queue.consumer(),
+                    visibility,
+                    &cursors[i],
+                    free.min(BATCH),
+                )
+                .await
+            {
+                Ok((next, tokens)) => {
+                    cursors[i] = next;
+                    let mut permits = vec![permit];
+                    for token in tokens {
+                        let permit = match permits.pop() {
+                            Some(p) => p,
+                            None => match slots.clone().acquire_owned().await {
+                                Ok(p) => p,
+                                Err(_) => return,
+                            },
+                        };
+                        queue.metrics().claimed.inc();
+                        debug!(id = %token.id, "claimed an abandoned delivery");
+                        tokio::spawn(deliver(
+                            queue.clone(),
+                            proxy.clone(),
+                            p.clone(),
+                            token,
+                            permit,
+                        ));
+                    }
+                }
+                Err(e) => debug!(cell = p.cell(), error = %e, "claim failed"),
+            }
+        }
+    }
+}
+
+/// Samples the depth gauges of every partition once a second.
+async fn sample(queue: DeliveryQueue, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        for p in queue.partitions() {
+            if let Ok(d) = queue.store().depth(p).await {
+                let age = d
+                    .oldest_ms
+                    .map_or(0.0, |ms| now_ms().saturating_sub(ms) as f64 / 1000.0);
+                queue.metrics().set_depth(p.cell(), d.live, age, d.dead);
+            }
+        }
+    }
+}
+
+/// Exponential backoff of a reader whose Redis calls fail, so a down Redis is not hammered.
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+
+    async fn wait(&mut self, stop: &CancellationToken, p: &Partition, e: &QueueError) {
+        if self.failures == 0 {
+            warn!(cell = p.cell(), error = %e, "delivery queue unreachable; backing off");
+        }
+        self.failures = self.failures.saturating_add(1);
+        let ms = (50u64 << self.failures.min(5)).min(2000);
+        let wait = Duration::from_millis(fastrand::u64(ms / 2..=ms));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.cancelled() => {}
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Sending a stored async delivery to its cell, through the same containment as live
+//! traffic: the cell's breaker and bulkhead admit it, P2C picks the upstream, and the outcome
+//! feeds the outlier detector and the breaker.
+//!
+//! Unlike live traffic there is no in-cell retry here: the delivery queue retries with its
+//! own backoff and attempt budget.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use cell_router::containment::{OwnedBulkheadPermit, Permit};
+use http::header::RETRY_AFTER;
+use http::{HeaderValue, Method, Request, Version};
+use http_body_util::BodyExt as _;
+use tokio::time::Instant;
+
+use super::body::{InFlightGuard, LimitedBody};
+use super::headers::{IDEMPOTENCY_KEY, TRACEPARENT, X_CELL, X_REQUEST_DEADLINE_MS};
+use super::trace_context::TraceParent;
+use super::{Proxy, upstream_request};
+use crate::control::now_ms;
+use crate::delivery::record::{StoredRequest, decode_headers};
+use crate::proxy::upstream::Cell;
+
+/// Names the delivery downstream, so a backend can correlate attempts.
+pub static X_DELIVERY_ID: http::HeaderName = http::HeaderName::from_static("x-delivery-id");
+/// The attempt number, from 1.
+pub static X_DELIVERY_ATTEMPT: http::HeaderName =
+    http::HeaderName::from_static("x-delivery-attempt");
+
+/// A cell's permission to send it one delivery now.
+#[derive(Debug)]
+pub struct Admitted<'a> {
+    cell: &'a Cell,
+    permit: Permit<'a>,
+    slot: OwnedBulkheadPermit,
+}
+
+/// What came of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// The cell answered.
+    Answered {
+        /// The HTTP status.
+        status: u16,
+        /// Its `Retry-After` in seconds, if any (honoured for 429 and 503).
+        retry_after: Option<Duration>,
+    },
+    /// No answer: connect error, broken exchange or timeout (detail for the record, never
+    /// for clients).
+    Failed(String),
+}
+
+impl Proxy {
+    /// The cell that serves `key` now, by the current directory (drains and pins honoured).
+    pub fn cell_for(&self, key: &[u8]) -> Option<&Cell> {
+        let route = self.inner.control.load_table().route(key, now_ms());
+        self.inner.cells.get(route.cell)
+    }
+
+    /// Admits one delivery to `cell`, or says how long to wait: breaker open, or bulkhead
+    /// full. A delivery that is not admitted does not spend an attempt.
+    ///
+    /// # Errors
+    /// The time after which asking again makes sense.
+    pub fn admit<'a>(&self, cell: &'a Cell) -> Result<Admitted<'a>, Duration> {
+        let c = cell.containment();
+        let permit = c
+            .breaker()
+            .try_acquire(std::time::Instant::now())
+            .map_err(|r| r.retry_after)?;
+        let slot = c
+            .bulkhead()
+            .try_acquire_owned()
+            .ok_or(Duration::from_millis(100))?;
+        Ok(Admitted { cell, permit, slot })
+    }
+
+    /// Sends attempt `attempt` of delivery `id` to the admitted cell and reads the answer to
+    /// its end (so the connection is reused), within the route timeout.
+    pub async fn send_stored(
+        &self,
+        admitted: Admitted<'_>,
+        request: &StoredRequest,
+        id: &str,
+        attempt: u32,
+        trace: TraceParent,
+    ) -> Sent {
+        let Admitted { cell, permit, slot } = admitted;
+        let inner = &self.inner;
+        let start = Instant::now();
+        let deadline = start + inner.request_timeout;
+        let c = cell.containment();
+        let _guard = InFlightGuard::new(cell.metrics().in_flight());
+        let _slot = slot;
+
+        let started = std::time::Instant::now();
+        let Some(index) = c.pick(started, None) else {
+            // No eligible upstream: nothing was sent, so nothing to judge the cell by.
+            drop(permit);
+            return Sent::Failed("no healthy upstream in the cell".to_owned());
+        };
+        let upstream = &cell.upstreams()[index];
+        let Ok(req) = build(request, cell, id, attempt, trace, inner.request_timeout) else {
+            drop(permit);
+            return Sent::Failed("stored request is not a valid HTTP request".to_owned());
+        };
+        let (parts, body) = req.into_parts();
+        let Ok(req) = upstream_request(parts, upstream, body) else {
+            drop(permit);
+            return Sent::Failed("stored request is not a valid HTTP request".to_owned());
+        };
+        let (judged, done) =
+            super::send_attempt(c, index, upstream, req, started, deadline, false).await;
+        c.transition(cell.name(), permit.record(judged.outcome, done));
+        let sent = match judged.response {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                // Read to the end, bounded by the deadline: the answer counts even if its
+                // body breaks off, since the cell has acted on the request.
+                let mut body = response.into_body();
+                let _ = tokio::time::timeout_at(deadline, async {
+                    while let Some(Ok(_)) = body.frame().await {}
+                })
+                .await;
+                Sent::Answered {
+                    status,
+                    retry_after,
+                }
+            }
+            Err(code) => Sent::Failed(
+                judged
+                    .detail
+                    .unwrap_or_else(|| format!("{} after {:?}", code.as_str(), start.elapsed())),
+            ),
+        };
+        let status = match &sent {
+            Sent::Answered { status, .. } => *status,
+            Sent::Failed(_) => 502,
+        };
+        cell.metrics().record(status, start.elapsed());
+        sent
+    }
+}
+
+/// The upstream request for a stored delivery.
+fn build(
+    stored: &StoredRequest,
+    cell: &Cell,
+    id: &str,
+    attempt: u32,
+    trace: TraceParent,
+    timeout: Duration,
+) -> Result<Request<LimitedBody>, http::Error> {
+    let method = Method::from_bytes(stored.method.as_bytes())?;
+    let mut req = Request::builder()
+        .method(method)
+        .uri(stored.uri.as_str())
+        .version(Version::HTTP_11)
+        .body(LimitedBody::full(Bytes::clone(&stored.body)))?;
+    let headers = req.headers_mut();
+    *headers = decode_headers(&stored.headers);
+    headers.insert(&X_CELL, cell.header().clone());
+    headers.insert(&TRACEPARENT, trace.to_header());
+    headers.insert(
+        &X_REQUEST_DEADLINE_MS,
+        HeaderValue::from(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
+    );
+    if let Ok(key) = HeaderValue::from_str(&stored.idempotency_key) {
+        headers.insert(&IDEMPOTENCY_KEY, key);
+    }
+    if let Ok(v) = HeaderValue::from_str(id) {
+        headers.insert(&X_DELIVERY_ID, v);
+    }
+    headers.insert(&X_DELIVERY_ATTEMPT, HeaderValue::from(attempt));
+    Ok(req)
+}
