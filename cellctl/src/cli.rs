@@ -84,6 +84,14 @@ pub enum Command {
         #[command(subcommand)]
         action: PlanAction,
     },
+    /// The dead-letter queue of async deliveries (`Prefer: respond-async`): list, inspect,
+    /// replay or purge deliveries that ran out of attempts, got a non-retryable answer
+    /// (4xx other than 408 and 429) or expired. Dead letters stay until replayed or purged.
+    Dlq {
+        /// What to do with dead letters.
+        #[command(subcommand)]
+        action: DlqAction,
+    },
 }
 
 /// Flags of drain and undrain.
@@ -134,6 +142,62 @@ pub struct PinArgs {
     /// Why, for the audit log.
     #[arg(long)]
     pub reason: Option<String>,
+}
+
+/// Dead-letter queue operations.
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// Dead letters, oldest first per cell: id, cell, reason, attempts, time since it died,
+    /// and the request.
+    List(DlqListArgs),
+    /// One dead letter: its stored request, why it died, and every attempt.
+    Show {
+        /// The delivery id (as in `Location: /_cellgate/deliveries/<id>`).
+        id: String,
+    },
+    /// Put dead letters back in the queue with their attempts reset; they keep their
+    /// idempotency key, so a target that saw an earlier attempt can recognise the repeat.
+    ///
+    /// Exits 1 when a named id is not in the dead-letter queue (it is listed under
+    /// not_found); `--all` on an empty queue does nothing and exits 0.
+    #[command(after_help = "Examples:\n  \
+        cellctl dlq replay cell-1.4f1c0d9e8a7b6c5d4e3f2a1b0c9d8e7f\n  \
+        cellctl dlq replay --all --cell cell-2")]
+    Replay(DlqSelection),
+    /// Delete dead letters for good.
+    ///
+    /// Exits 1 when a named id is not in the dead-letter queue (it is listed under
+    /// not_found); `--all` on an empty queue does nothing and exits 0.
+    #[command(after_help = "Examples:\n  \
+        cellctl dlq purge cell-1.4f1c0d9e8a7b6c5d4e3f2a1b0c9d8e7f\n  \
+        cellctl dlq purge --all --cell cell-2")]
+    Purge(DlqSelection),
+}
+
+/// Flags of `dlq list`.
+#[derive(Debug, Args)]
+pub struct DlqListArgs {
+    /// Only dead letters whose target's home cell is this one.
+    #[arg(long)]
+    pub cell: Option<String>,
+    /// Show at most this many (1-1000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub limit: u16,
+}
+
+/// Which dead letters `dlq replay` and `dlq purge` act on.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("selection").required(true).args(["ids", "all"]))]
+pub struct DlqSelection {
+    /// Delivery ids, as `cellctl dlq list` shows them.
+    #[arg(value_name = "ID", conflicts_with = "all")]
+    pub ids: Vec<String>,
+    /// Every dead letter (of `--cell` only, when given).
+    #[arg(long)]
+    pub all: bool,
+    /// With `--all`: only dead letters whose target's home cell is this one.
+    #[arg(long, requires = "all")]
+    pub cell: Option<String>,
 }
 
 /// Plannable actions.

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod change;
+mod dlq;
 mod limits;
 mod pin;
 mod plan;
@@ -9,7 +10,7 @@ mod where_key;
 
 use std::time::Duration;
 
-use crate::cli::{Cli, Command, PlanAction};
+use crate::cli::{Cli, Command, DlqAction, PlanAction};
 use crate::client::{Admin, CtlError};
 
 /// Runs the parsed command.
@@ -32,6 +33,12 @@ pub fn run(cli: &Cli) -> Result<(), CtlError> {
         Command::Plan {
             action: PlanAction::Drain { cell },
         } => plan::drain(&admin, out, cell),
+        Command::Dlq { action } => match action {
+            DlqAction::List(args) => dlq::list(&admin, out, args),
+            DlqAction::Show { id } => dlq::show(&admin, out, id),
+            DlqAction::Replay(selection) => dlq::act(&admin, out, dlq::Action::Replay, selection),
+            DlqAction::Purge(selection) => dlq::act(&admin, out, dlq::Action::Purge, selection),
+        },
     }
 }
 

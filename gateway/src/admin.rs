@@ -4,6 +4,7 @@
 //! token when one is configured. Readiness never depends on Redis.
 
 mod cells;
+mod dlq;
 mod error;
 mod limits;
 mod pins;
@@ -21,6 +22,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::control::ControlPlane;
+use crate::delivery::DeliveryQueue;
+use crate::evacuation::Evacuator;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::stats::Rates;
@@ -47,6 +50,10 @@ pub struct AdminState {
     pub min_active_cells: usize,
     /// Configured `capacity_rps` per cell, in config order.
     pub capacity: Arc<[Option<f64>]>,
+    /// The async delivery queue, for its dead letters; `None` without `[delivery]`.
+    pub delivery: Option<DeliveryQueue>,
+    /// Guarded auto-evacuation, for its status.
+    pub evacuation: Evacuator,
 }
 
 /// The admin router.
@@ -67,6 +74,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/ratelimit", get(limits::list))
         .route("/admin/ratelimit/{policy}", get(limits::key_global))
         .route("/admin/ratelimit/{policy}/{key}", get(limits::key))
+        .route("/admin/deliveries/dead", get(dlq::list).delete(dlq::purge))
+        .route("/admin/deliveries/dead/replay", post(dlq::replay))
+        .route("/admin/deliveries/dead/{id}", get(dlq::show))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))

@@ -20,6 +20,7 @@ use crate::control::{
 use crate::delivery::DeliveryQueue;
 use crate::delivery::metrics::DeliveryMetrics;
 use crate::delivery::store::{QueueError, QueueStore};
+use crate::evacuation::Evacuator;
 use crate::metrics::Metrics;
 use crate::proxy::limit::RateLimits;
 use crate::proxy::server::{self, ServerLimits};
@@ -68,6 +69,8 @@ pub struct Gateway {
     limiter_sync: Option<RedisSync>,
     /// The async delivery queue, when `[delivery]` is configured.
     delivery: Option<DeliveryQueue>,
+    /// Guarded auto-evacuation (observes even when off: it undrains what it drained).
+    evacuator: Evacuator,
     limits: ServerLimits,
 }
 
@@ -116,6 +119,12 @@ impl Gateway {
         )
         .await;
         control.register(metrics.registry_mut());
+        let evacuator = Evacuator::new(
+            config.control.auto_evacuation.clone(),
+            control.clone(),
+            config.control.min_active_cells,
+            metrics.registry_mut(),
+        );
 
         let (limits, limiter_sync) = rate_limits(config, &gateway_id, &mut metrics)?;
         let delivery = delivery_queue(config, &cells, &gateway_id, &mut metrics)?;
@@ -145,6 +154,8 @@ impl Gateway {
                 gateway_id: Arc::from(gateway_id),
                 min_active_cells: config.control.min_active_cells,
                 capacity: config.cells.iter().map(|c| c.capacity_rps).collect(),
+                delivery: delivery.clone(),
+                evacuation: evacuator.clone(),
             },
             listener,
             admin_listener,
@@ -152,6 +163,7 @@ impl Gateway {
             stop,
             limiter_sync,
             delivery,
+            evacuator,
             limits: ServerLimits {
                 max_header_bytes: config.server.max_header_bytes,
                 shutdown_grace: config.server.shutdown_grace,
@@ -180,15 +192,17 @@ impl Gateway {
             stop,
             limiter_sync,
             delivery,
+            evacuator,
             limits,
         } = self;
-        crate::proxy::health::spawn(&proxy, Default::default(), &stop);
+        crate::proxy::health::spawn(&proxy, &stop);
         if let Some(limits) = proxy.limits() {
             // Runs without Redis too: it evicts idle keys.
             limits.limiter().spawn_sync(limiter_sync, stop.clone());
         }
         let workers = delivery
             .map(|queue| crate::delivery::worker::spawn(queue, proxy.clone(), stop.clone()));
+        let evacuation = evacuator.spawn(proxy.clone(), stop.clone());
         let ready = admin.ready.clone();
         tokio::spawn(sample_rates(
             admin.rates.clone(),
@@ -219,6 +233,8 @@ impl Gateway {
         let _ = admin_stop.send(());
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), admin_task).await;
         stop.cancel();
+        // Gives the auto-evacuation lease up, so another gateway takes over at once.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), evacuation).await;
         if let Some(workers) = workers {
             // Deliveries in flight finish and record their outcome; any left over stay
             // pending in Redis and another gateway claims them.

@@ -22,6 +22,12 @@ pub struct Cli {
         default_value_t
     )]
     pub log_format: LogFormat,
+    /// Threads serving requests (default: one per CPU). `1` runs everything on a single
+    /// thread without work stealing, like one nginx worker: the cheapest setup on a small box
+    /// that also runs other processes.
+    #[arg(long, global = true, env = "CELLGATE_WORKER_THREADS", value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub worker_threads: Option<u16>,
     /// What to run.
     #[command(subcommand)]
     pub command: Command,
@@ -61,10 +67,16 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = match cli.worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(usize::from(n));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cellgate: cannot start the async runtime: {e}");

@@ -42,6 +42,7 @@ mod raw;
 mod redis;
 mod routing;
 mod server;
+mod tuning;
 mod upstream;
 mod validate;
 
@@ -54,6 +55,7 @@ pub use self::limits::RateLimitConfig;
 pub use self::redis::{DEFAULT_REDIS_TIMEOUT, RedisConfig, RedisTarget};
 pub use self::routing::{KeySource, KeySourceError, MissingKey, RoutingConfig};
 pub use self::server::{MAX_HEADER_BYTES, MIN_HEADER_BYTES, ServerConfig};
+pub use self::tuning::CellTuning;
 pub use self::upstream::{Upstream, UpstreamError};
 pub use ::ratelimit::{PolicyConfig, PolicyKey};
 

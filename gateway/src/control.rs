@@ -13,6 +13,10 @@
 //! - Admin changes go through [`ControlPlane::apply`]: fresh load, pure directory operation,
 //!   compare-and-set on the loaded version. A racing writer gets [`ApplyError::Conflict`],
 //!   never a silent overwrite.
+//! - Automatic changes (guarded auto-evacuation, `crate::evacuation`) are made by the holder
+//!   of a [`Lease`] ([`ControlPlane::acquire_lease`]) and go through
+//!   [`ControlPlane::apply_fenced`]: the same compare-and-set, refused unless the lease is
+//!   still in force.
 //!
 //! Key layout, failure behaviour and the Redis Cluster notes are in `docs/control-plane.md`.
 //!
@@ -47,6 +51,7 @@
 
 mod backoff;
 mod clock;
+mod lease;
 mod memory;
 mod metrics;
 mod persist;
@@ -58,6 +63,7 @@ mod store;
 mod sync;
 
 pub use self::clock::{Clock, ManualClock, SystemClock};
+pub use self::lease::{Lease, LeaseState};
 pub use self::memory::MemoryStore;
 pub use self::plane::{ApplyError, ControlPlane, ControlPlaneOptions};
 pub use self::redis::{ANNOUNCE_CHANNEL, RedisStore, keys};

@@ -202,7 +202,8 @@ impl DeliveryQueue {
         }
     }
 
-    /// Dead letters, oldest first, of one cell's partition or all, at most `limit`.
+    /// Dead letters, oldest first across the partitions, of one cell's partition or all, at
+    /// most `limit`.
     ///
     /// # Errors
     /// [`QueueError`].
@@ -211,27 +212,28 @@ impl DeliveryQueue {
         cell: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Record>, QueueError> {
-        let mut out = Vec::new();
-        for p in self
-            .inner
-            .partitions
-            .iter()
-            .filter(|p| cell.is_none_or(|c| c == p.cell()))
-        {
-            let ids = self
-                .inner
-                .store
-                .dead_ids(p, 0, limit.saturating_sub(out.len()))
-                .await?;
-            for id in ids {
-                if let Some(record) = self.inner.store.record(p, &id).await? {
-                    out.push(record);
-                }
-            }
-            if out.len() >= limit {
-                break;
+        let store = &self.inner.store;
+        // The oldest `limit` of each partition contain the oldest `limit` overall.
+        let mut oldest: Vec<(u64, usize, String)> = Vec::new();
+        let chosen: Vec<(usize, &Partition)> = (self.inner.partitions.iter().enumerate())
+            .filter(|(_, p)| cell.is_none_or(|c| c == p.cell()))
+            .collect();
+        for &(i, p) in &chosen {
+            for (id, dead_ms) in store.dead_page(p, 0, limit).await? {
+                oldest.push((dead_ms, i, id));
             }
         }
+        oldest.sort();
+        oldest.truncate(limit);
+        let mut out = Vec::with_capacity(oldest.len());
+        for &(i, p) in &chosen {
+            let ids: Vec<String> = (oldest.iter())
+                .filter(|(_, part, _)| *part == i)
+                .map(|(_, _, id)| id.clone())
+                .collect();
+            out.extend(store.records(p, &ids).await?.into_iter().flatten());
+        }
+        out.sort_by_key(|r| (r.dead_ms.unwrap_or(0), r.id.clone()));
         Ok(out)
     }
 
@@ -250,9 +252,9 @@ impl DeliveryQueue {
             const PAGE: usize = 1000;
             let mut offset = 0;
             loop {
-                let page = self.inner.store.dead_ids(p, offset, PAGE).await?;
+                let page = self.inner.store.dead_page(p, offset, PAGE).await?;
                 let n = page.len();
-                out.extend(page);
+                out.extend(page.into_iter().map(|(id, _)| id));
                 if n < PAGE {
                     break;
                 }

@@ -17,6 +17,7 @@
 //! | `x-echo-fail-until-ms: <unix ms>` | this request is answered `500` until that instant |
 //! | `?size=N` | the body is `N` bytes of `x`, streamed in 64 KiB frames |
 //! | `?stream_chunks=N&chunk_bytes=M&chunk_interval_ms=T` | `N` chunks of `M` bytes, `T` ms apart |
+//! | `--record <FILE>` | appends `<Idempotency-Key>[\t<X-Delivery-Attempt>]` per echoed request |
 //!
 //! Runtime faults are set with `POST /_fault` (partial JSON updates; the answer is the current
 //! state, which `GET /_fault` also shows, including `hung_requests`). `/healthz` is exempt from
@@ -39,6 +40,7 @@ mod args;
 mod body;
 mod error;
 mod fault;
+mod record;
 mod reply;
 mod server;
 mod service;

@@ -2,6 +2,7 @@
 //! the backend) so that a bad cell hurts only its own users.
 //!
 //! The crate holds the data plane ([`proxy`]), the admin API ([`admin`]), config ([`config`]),
+//! the shared cell directory ([`control`]) and its guarded automation ([`evacuation`]),
 //! metrics and telemetry, the demo backend ([`echo`]) and the `cellgate` CLI ([`cli`]).
 //! [`app::Gateway`] assembles a gateway from a [`config::Config`]:
 //!
@@ -21,6 +22,7 @@ pub mod control;
 pub mod delivery;
 pub mod demo;
 pub mod echo;
+pub mod evacuation;
 pub mod metrics;
 pub mod proxy;
 pub mod shutdown;

@@ -81,6 +81,8 @@ struct Inner {
     /// Requests between receipt and response head, gateway-wide: the shedding signal.
     in_flight: AtomicUsize,
     shedder: LoadShedder,
+    /// Default priorities by path prefix, longest first.
+    path_priorities: Box<[(String, Priority)]>,
     shed: [Counter; 3],
     request_timeout: Duration,
     max_body: u64,
@@ -88,6 +90,8 @@ struct Inner {
     errors: ErrorMetrics,
     /// The async delivery queue, when `[delivery]` is configured.
     delivery: Option<DeliveryQueue>,
+    /// Delivery status lookups in flight (each is a Redis call), capped.
+    status_lookups: AtomicUsize,
 }
 
 impl Proxy {
@@ -111,6 +115,7 @@ impl Proxy {
                     max_in_flight: config.server.max_in_flight,
                     ..LoadShedderConfig::default()
                 }),
+                path_priorities: config.routing.priorities.clone().into_boxed_slice(),
                 shed: [Priority::Critical, Priority::Normal, Priority::Batch]
                     .map(|p| metrics.shed(p.as_str())),
                 request_timeout: config.server.request_timeout,
@@ -118,6 +123,7 @@ impl Proxy {
                 max_header_bytes: config.server.max_header_bytes,
                 errors: metrics.errors(),
                 delivery,
+                status_lookups: AtomicUsize::new(0),
             }),
         }
     }
@@ -246,7 +252,7 @@ impl Inner {
 
         // Overload: shed by priority against the gateway-wide in-flight count, before the
         // cell is touched. Batch goes first, then normal; critical only at the hard limit.
-        let priority = priority_of(&parts.headers);
+        let priority = priority_of(&parts.headers, parts.uri.path(), &self.path_priorities);
         let in_flight = InFlight::enter(&self.in_flight);
         if !self.shedder.admit(priority, in_flight.count()) {
             self.shed[priority as usize].inc();
@@ -492,12 +498,20 @@ async fn send_attempt(
     (judged, done)
 }
 
-/// `X-Priority: critical|normal|batch` (case-insensitive); absent or unknown is `normal`.
-fn priority_of(headers: &http::HeaderMap) -> Priority {
+/// `X-Priority: critical|normal|batch` (case-insensitive); absent or unknown: the priority of
+/// the longest configured path prefix matching `path` (`by_path` is sorted longest first),
+/// else `normal`.
+fn priority_of(headers: &http::HeaderMap, path: &str, by_path: &[(String, Priority)]) -> Priority {
     headers
         .get(&X_PRIORITY)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
+        .or_else(|| {
+            by_path
+                .iter()
+                .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+                .map(|(_, p)| *p)
+        })
         .unwrap_or_default()
 }
 
@@ -673,6 +687,25 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn priority_header_wins_over_the_longest_path_prefix() {
+        let by_path = vec![
+            ("/reports/urgent".to_owned(), Priority::Critical),
+            ("/reports".to_owned(), Priority::Batch),
+        ];
+        let mut h = http::HeaderMap::new();
+        assert_eq!(priority_of(&h, "/x", &by_path), Priority::Normal);
+        assert_eq!(priority_of(&h, "/reports/1", &by_path), Priority::Batch);
+        assert_eq!(
+            priority_of(&h, "/reports/urgent/1", &by_path),
+            Priority::Critical
+        );
+        h.insert(&X_PRIORITY, HeaderValue::from_static("normal"));
+        assert_eq!(priority_of(&h, "/reports/1", &by_path), Priority::Normal);
+        h.insert(&X_PRIORITY, HeaderValue::from_static("bogus"));
+        assert_eq!(priority_of(&h, "/reports/1", &by_path), Priority::Batch);
+    }
 
     #[test]
     fn deadline_header_only_shortens() {

@@ -3,9 +3,10 @@
 #
 #   load-tests/bench/proxy-vs-nginx.sh            # 15 s per target, 64 connections
 #   DURATION=30s CONNECTIONS=128 load-tests/bench/proxy-vs-nginx.sh
+#   GATEWAY_THREADS=2 load-tests/bench/proxy-vs-nginx.sh  # Cellgate on two threads
 #
-# Starts one `cellgate echo-cell` backend, Cellgate (1 cell, no limits) and nginx (1 worker,
-# keep-alive upstream pool) in front of it, drives each with wrk (2 threads), alternating the
+# Starts one `cellgate echo-cell` backend, Cellgate (1 cell, no limits, 1 worker thread) and
+# nginx (1 worker, keep-alive upstream pool) in front of it, drives each with wrk (2 threads), alternating the
 # order over ROUNDS rounds, and prints requests/s, p50 and p99 of each plus the ratios.
 # Needs: wrk, nginx (apt-get install wrk nginx). Absolute numbers on a shared 2-core machine
 # are noise; the ratio measured in the same run is the figure that means something.
@@ -15,6 +16,8 @@ DURATION=${DURATION:-15s}
 CONNECTIONS=${CONNECTIONS:-64}
 ROUNDS=${ROUNDS:-2}
 WARMUP=${WARMUP:-3s}
+# One worker each, like for like: nginx runs `worker_processes 1`.
+GATEWAY_THREADS=${GATEWAY_THREADS:-1}
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 for tool in wrk nginx; do
@@ -57,7 +60,7 @@ admin_listen = "127.0.0.1:$admin_port"
 name = "cell-1"
 upstreams = ["127.0.0.1:$echo_port"]
 TOML
-CELLGATE_LOG=warn "$bin" serve --config "$work/cellgate.toml" 2>"$work/cellgate.log" &
+CELLGATE_LOG=warn "$bin" --worker-threads "$GATEWAY_THREADS" serve --config "$work/cellgate.toml" 2>"$work/cellgate.log" &
 pids+=($!)
 wait_http "http://127.0.0.1:$gw_port/"
 

@@ -121,6 +121,46 @@ pub fn request(
     parse(&raw, method == "HEAD")
 }
 
+/// Sends one request whose body goes out with `Transfer-Encoding: chunked`, one chunk per
+/// element of `chunks`, and reads the whole response. `Host` and `Connection: close` are
+/// added.
+///
+/// # Errors
+///
+/// Fails on connection errors, timeouts and malformed responses.
+pub fn request_chunked(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    chunks: &[&[u8]],
+    timeout: Duration,
+) -> io::Result<Response> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut wire = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ntransfer-encoding: chunked\r\n"
+    )
+    .into_bytes();
+    for (name, value) in headers {
+        wire.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    wire.extend_from_slice(b"\r\n");
+    for chunk in chunks.iter().filter(|c| !c.is_empty()) {
+        wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        wire.extend_from_slice(chunk);
+        wire.extend_from_slice(b"\r\n");
+    }
+    wire.extend_from_slice(b"0\r\n\r\n");
+    // One write: a server that answers before reading the whole body must not turn the rest
+    // of our request into a broken pipe.
+    stream.write_all(&wire)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse(&raw, method == "HEAD")
+}
+
 /// Splits `http://<ip>:<port><path>` into the address and the path (`/` when absent).
 ///
 /// # Panics

@@ -11,7 +11,7 @@
 //!
 //! | fixture | runs |
 //! |---|---|
-//! | [`EchoCell`] | `cellgate echo-cell --name <name> --listen 127.0.0.1:<free>` |
+//! | [`EchoCell`] | `cellgate echo-cell --name <name> --listen 127.0.0.1:<free>` (optionally `--record <tmp file>`) |
 //! | [`Gateway`] | `cellgate serve --config <file>`, config from a template with `{listen}`/`{admin_listen}` |
 //! | [`RedisServer`] | `redis-server --port <free> --bind 127.0.0.1 --save "" --appendonly no --dir <tmp>` |
 //!
@@ -42,7 +42,7 @@ mod wait;
 
 pub use bins::workspace_bin;
 pub use child::ChildGuard;
-pub use echo_cell::EchoCell;
+pub use echo_cell::{EchoCell, Recorded};
 pub use gateway::{ADMIN_LISTEN_PLACEHOLDER, Gateway, LISTEN_PLACEHOLDER, render_config};
 pub use port::{free_addr, free_port};
 pub use redis::{RedisServer, Resp};

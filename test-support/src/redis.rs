@@ -48,6 +48,21 @@ impl RedisServer {
         Self::start_with(&[])
     }
 
+    /// Starts a server that writes every command to its append-only file and fsyncs it
+    /// before replying (`--appendonly yes --appendfsync always`), so whatever it acknowledged
+    /// survives [`kill`](Self::kill) (SIGKILL) followed by [`restart`](Self::restart), which
+    /// reloads the AOF from the same data dir on the same port.
+    ///
+    /// `appendfsync everysec` (Redis's default) would only survive a clean shutdown: a crash
+    /// may lose the last second of acknowledged writes.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_durable() -> RedisServer {
+        Self::start_with(&["--appendonly", "yes", "--appendfsync", "always"])
+    }
+
     /// Like [`start`](Self::start) with extra arguments, which override the defaults of the
     /// same name (e.g. `&["--appendonly", "yes", "--appendfsync", "always"]`).
     ///

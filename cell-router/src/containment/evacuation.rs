@@ -3,9 +3,10 @@
 use std::time::{Duration, Instant};
 
 use super::error::{InvalidConfig, check};
+use crate::{CellState, Directory, MAX_RAMP_MS};
 
 /// Tuning of [`AutoEvacuation`]; defaults in `docs/containment.md`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AutoEvacuationConfig {
     /// Whether cells are evacuated automatically at all. Default `false`: moving users
     /// between cells is an operator's call unless they opt in.
@@ -41,12 +42,31 @@ impl AutoEvacuationConfig {
     /// [`InvalidConfig`] for the first field out of range.
     pub fn validate(&self) -> Result<(), InvalidConfig> {
         const S: &str = "auto_evacuation";
+        let max_ramp = Duration::from_millis(MAX_RAMP_MS);
         check(!self.open_for.is_zero(), S, "open_for", "must be positive")?;
         check(
             !self.healthy_for.is_zero(),
             S,
             "healthy_for",
             "must be positive",
+        )?;
+        check(
+            self.max_auto_evacuated >= 1,
+            S,
+            "max_auto_evacuated",
+            "must be at least 1 (disable the automation instead)",
+        )?;
+        check(
+            self.drain_over <= max_ramp,
+            S,
+            "drain_over",
+            "must be at most 24h",
+        )?;
+        check(
+            self.undrain_over <= max_ramp,
+            S,
+            "undrain_over",
+            "must be at most 24h",
         )
     }
 }
@@ -57,10 +77,39 @@ pub enum CellControl {
     /// Serving, with no human action in effect: the automation may evacuate it.
     #[default]
     Automatic,
-    /// Drained by the automation; it may undrain it.
+    /// Drained (or draining) by the automation; it may undrain it.
     AutoEvacuated,
+    /// Being undrained by the automation (slow start): still counts against
+    /// `max_auto_evacuated` until its ramp completes, is not undrained again, and is drained
+    /// again (without taking another slot) if its breaker stays open.
+    AutoUndraining,
     /// A human's drain/undrain/evacuate is in effect: the automation never touches it.
     Human,
+}
+
+impl CellControl {
+    /// Who steers `cell` according to `directory` at `now_ms`: an active cell is
+    /// `Automatic`; a listed cell is the automation's while its
+    /// [`auto`](crate::DirectoryCell::auto) flag is set, a human's otherwise.
+    pub fn of(directory: &Directory, cell: &str, now_ms: u64) -> CellControl {
+        match (
+            directory.state(cell).settled(now_ms),
+            directory.is_auto(cell),
+        ) {
+            (CellState::Active, _) => CellControl::Automatic,
+            (CellState::Undraining { .. }, true) => CellControl::AutoUndraining,
+            (CellState::Draining { .. } | CellState::Drained, true) => CellControl::AutoEvacuated,
+            (_, false) => CellControl::Human,
+        }
+    }
+
+    /// Whether the cell takes one of the `max_auto_evacuated` slots.
+    fn holds_slot(self) -> bool {
+        matches!(
+            self,
+            CellControl::AutoEvacuated | CellControl::AutoUndraining
+        )
+    }
 }
 
 /// What the automation knows about one cell (index = the cell's placement index).
@@ -130,11 +179,13 @@ impl AutoEvacuation {
     ///
     /// Rules: human-controlled cells are never touched. Undrain the auto-evacuated cell
     /// healthy for longest, once healthy for `healthy_for` (also when disabled: switching the
-    /// automation off must not strand the cells it drained). If enabled, evacuate the
-    /// automatic cell whose breaker has been open longest, once open for `open_for`, unless
-    /// `max_auto_evacuated` cells are auto-evacuated already (an undrain decided in the same
-    /// call still counts: its slot frees on the next tick) or no other automatic cell has a
-    /// closed breaker. Ties go to the lower index.
+    /// automation off must not strand the cells it drained). If enabled, evacuate the cell
+    /// whose breaker has been open longest, once open for `open_for`: first an
+    /// auto-undraining one (its recovery failed; it keeps its slot), else an automatic one,
+    /// unless `max_auto_evacuated` cells are auto-evacuated or auto-undraining already (an
+    /// undrain decided in the same call still counts: its slot frees when its ramp
+    /// completes). Either way, not if no other automatic cell has a closed breaker. Ties go
+    /// to the lower index.
     pub fn decide(&self, cells: &[CellHealth], now: Instant) -> EvacuationDecision {
         let age = |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t));
         let oldest = |control: CellControl, since: fn(&CellHealth) -> Option<Instant>| {
@@ -154,19 +205,21 @@ impl AutoEvacuation {
         if !self.config.enabled {
             return decision;
         }
-        let Some(due) = oldest(CellControl::Automatic, |c| c.breaker_open_since)
-            .filter(|a| a.after >= self.config.open_for)
-        else {
-            return decision;
+        let open = |control| {
+            oldest(control, |c| c.breaker_open_since).filter(|a| a.after >= self.config.open_for)
         };
-        let evacuated = cells
-            .iter()
-            .filter(|c| c.control == CellControl::AutoEvacuated)
-            .count();
+        let (due, needs_slot) = match open(CellControl::AutoUndraining) {
+            Some(due) => (due, false),
+            None => match open(CellControl::Automatic) {
+                Some(due) => (due, true),
+                None => return decision,
+            },
+        };
+        let evacuated = cells.iter().filter(|c| c.control.holds_slot()).count();
         let healthy_peer = cells.iter().enumerate().any(|(i, c)| {
             i != due.cell && c.control == CellControl::Automatic && c.breaker_open_since.is_none()
         });
-        if evacuated >= self.config.max_auto_evacuated {
+        if needs_slot && evacuated >= self.config.max_auto_evacuated {
             decision.held = Some((due, HoldReason::CapReached));
         } else if !healthy_peer {
             decision.held = Some((due, HoldReason::NoHealthyPeer));

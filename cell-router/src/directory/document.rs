@@ -25,8 +25,10 @@ use crate::CellState;
 ///  "pins":{"alice":{"cell":"cell-1","follow_drain":true}}}
 /// ```
 ///
-/// `cells` and `pins` may be omitted (empty); `follow_drain` defaults to `true`; unknown fields
-/// are ignored so that older gateways can read documents written by newer ones.
+/// `cells` and `pins` may be omitted (empty); `follow_drain` defaults to `true`; a cell's
+/// `auto` flag (set by guarded auto-evacuation) is written only when true and defaults to
+/// `false`; unknown fields are ignored so that older gateways can read documents written by
+/// newer ones.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Directory {
     /// Incremented by exactly 1 by every successful operation.
@@ -43,7 +45,8 @@ pub struct Directory {
 
 /// One listed cell of a [`Directory`] and its state.
 ///
-/// Serialized flat: `{"name":"cell-2","state":"drained"}`.
+/// Serialized flat: `{"name":"cell-2","state":"drained"}`, plus `"auto":true` when the
+/// automation made the state (older readers ignore the field).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectoryCell {
     /// The cell's configured name.
@@ -51,6 +54,23 @@ pub struct DirectoryCell {
     /// Its lifecycle state.
     #[serde(flatten)]
     pub state: CellState,
+    /// `true` when guarded auto-evacuation made the current state
+    /// ([`auto_drain`](Directory::auto_drain), [`auto_undrain`](Directory::auto_undrain)).
+    /// Any operator change of the cell clears it: from then on the automation leaves the cell
+    /// alone until it is active again.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub auto: bool,
+}
+
+impl DirectoryCell {
+    /// A cell in `state` set by an operator (`auto: false`).
+    pub fn new(name: impl Into<String>, state: CellState) -> Self {
+        Self {
+            name: name.into(),
+            state,
+            auto: false,
+        }
+    }
 }
 
 /// A routing key pinned to a cell, overriding its hash placement.
@@ -80,6 +100,10 @@ fn yes() -> bool {
     true
 }
 
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
 impl Directory {
     /// The stored state of `cell`: `Active` if not listed. Not settled: see
     /// [`CellState::settled`].
@@ -89,6 +113,15 @@ impl Directory {
             .find(|c| c.name == cell)
             .map(|c| c.state.clone())
             .unwrap_or_default()
+    }
+
+    /// Whether `cell` is listed with its state made by the automation (see
+    /// [`DirectoryCell::auto`]). `false` for unlisted (active) cells.
+    pub fn is_auto(&self, cell: &str) -> bool {
+        self.cells
+            .iter()
+            .find(|c| c.name == cell)
+            .is_some_and(|c| c.auto)
     }
 
     /// The pin of `key`, if any.

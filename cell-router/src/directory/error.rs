@@ -75,12 +75,23 @@ pub enum DirectoryError {
         /// Its current state's [name](crate::CellState::name).
         state: &'static str,
     },
+
+    /// An automatic change ([`auto_drain`](crate::Directory::auto_drain),
+    /// [`auto_undrain`](crate::Directory::auto_undrain)) of a cell an operator is steering:
+    /// the automation never overrides a human.
+    #[error("cell {cell:?} is {state} by an operator's decision; the automation leaves it alone")]
+    NotAutomatic {
+        /// The cell.
+        cell: String,
+        /// Its current state's [name](crate::CellState::name).
+        state: &'static str,
+    },
 }
 
 impl DirectoryError {
     /// A stable snake_case name for the error, for JSON bodies and scripts:
     /// `unknown_cell`, `would_leave_too_few_active`, `invalid_duration`, `key_too_long`,
-    /// `invalid_key`, `not_pinned` or `already_in_state`.
+    /// `invalid_key`, `not_pinned`, `already_in_state` or `not_automatic`.
     pub fn code(&self) -> &'static str {
         match self {
             Self::UnknownCell { .. } => "unknown_cell",
@@ -90,6 +101,7 @@ impl DirectoryError {
             Self::InvalidKey { .. } => "invalid_key",
             Self::NotPinned { .. } => "not_pinned",
             Self::AlreadyInState { .. } => "already_in_state",
+            Self::NotAutomatic { .. } => "not_automatic",
         }
     }
 }

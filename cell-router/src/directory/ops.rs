@@ -77,6 +77,9 @@ impl Directory {
     ///   is not an error); with another `over_ms`: re-paced from the current away fraction.
     /// - `drained`: [`DirectoryError::AlreadyInState`].
     ///
+    /// An operator's change: it clears the cell's [`auto`](DirectoryCell::auto) flag, so a
+    /// cell the automation drained is from then on the operator's (this is how a human wins).
+    ///
     /// # Errors
     ///
     /// [`UnknownCell`](DirectoryError::UnknownCell) (listing the known cells),
@@ -100,7 +103,7 @@ impl Directory {
             _ => ramp(false, current.away(now_ms), over_ms, now_ms),
         };
         self.check_guard(placement, idx, &current, now_ms, guard)?;
-        Ok(self.with_state(cell, next, now_ms))
+        Ok(self.with_state(cell, next, now_ms, false))
     }
 
     /// Starts undraining `cell` (slow start): its share of users sent away ramps from its
@@ -113,6 +116,8 @@ impl Directory {
     ///   `over_ms`: re-paced from the current away fraction.
     /// - `active`: [`DirectoryError::AlreadyInState`], so the operator sees that nothing
     ///   changed.
+    ///
+    /// An operator's change: it clears the cell's [`auto`](DirectoryCell::auto) flag.
     ///
     /// # Errors
     ///
@@ -133,11 +138,12 @@ impl Directory {
             CellState::Undraining { over_ms: o, .. } if o == over_ms => current.clone(),
             _ => ramp(true, current.away(now_ms), over_ms, now_ms),
         };
-        Ok(self.with_state(cell, next, now_ms))
+        Ok(self.with_state(cell, next, now_ms, false))
     }
 
     /// Evacuates `cell`: a drain with no ramp, `drained` at once, for emergencies. Works from
-    /// any state but `drained`, including in the middle of a drain ramp.
+    /// any state but `drained`, including in the middle of a drain ramp. An operator's change:
+    /// it clears the cell's [`auto`](DirectoryCell::auto) flag.
     ///
     /// # Errors
     ///
@@ -156,7 +162,72 @@ impl Directory {
             return Err(already(cell, &current));
         }
         self.check_guard(placement, idx, &current, now_ms, guard)?;
-        Ok(self.with_state(cell, CellState::Drained, now_ms))
+        Ok(self.with_state(cell, CellState::Drained, now_ms, false))
+    }
+
+    /// The automation's drain (guarded auto-evacuation): like [`drain`](Self::drain), and the
+    /// cell is marked [`auto`](DirectoryCell::auto). Only a cell under automatic control is
+    /// accepted: an active one, or one the automation is undraining (its ramp turns around
+    /// where it is). A cell an operator drained, undrained or evacuated is refused, so a
+    /// change computed before an operator's arrives (and a stale leader) cannot override it.
+    ///
+    /// # Errors
+    ///
+    /// [`NotAutomatic`](DirectoryError::NotAutomatic) for a cell an operator is steering,
+    /// [`AlreadyInState`](DirectoryError::AlreadyInState) for a cell the automation already
+    /// drains, and the errors of [`drain`](Self::drain).
+    pub fn auto_drain(
+        &self,
+        placement: &Placement,
+        cell: &str,
+        over_ms: u64,
+        now_ms: u64,
+        guard: Guard,
+    ) -> Result<Directory, DirectoryError> {
+        let idx = known(placement, cell)?;
+        check_duration(over_ms)?;
+        let current = self.state(cell).settled(now_ms);
+        match (&current, self.is_auto(cell)) {
+            (CellState::Active, _) | (CellState::Undraining { .. }, true) => {}
+            (CellState::Draining { .. } | CellState::Drained, true) => {
+                return Err(already(cell, &current));
+            }
+            (_, false) => return Err(not_automatic(cell, &current)),
+        }
+        let next = ramp(false, current.away(now_ms), over_ms, now_ms);
+        self.check_guard(placement, idx, &current, now_ms, guard)?;
+        Ok(self.with_state(cell, next, now_ms, true))
+    }
+
+    /// The automation's undrain (slow start): like [`undrain`](Self::undrain), for a cell the
+    /// automation drained (draining or drained with the [`auto`](DirectoryCell::auto) flag);
+    /// the cell stays marked `auto` until its ramp completes and it is active again.
+    ///
+    /// # Errors
+    ///
+    /// [`NotAutomatic`](DirectoryError::NotAutomatic) for a cell an operator is steering,
+    /// [`AlreadyInState`](DirectoryError::AlreadyInState) for an active or already
+    /// undraining cell, [`UnknownCell`](DirectoryError::UnknownCell) or
+    /// [`InvalidDuration`](DirectoryError::InvalidDuration).
+    pub fn auto_undrain(
+        &self,
+        placement: &Placement,
+        cell: &str,
+        over_ms: u64,
+        now_ms: u64,
+    ) -> Result<Directory, DirectoryError> {
+        known(placement, cell)?;
+        check_duration(over_ms)?;
+        let current = self.state(cell).settled(now_ms);
+        match (&current, self.is_auto(cell)) {
+            (CellState::Draining { .. } | CellState::Drained, true) => {}
+            (CellState::Active, _) | (CellState::Undraining { .. }, true) => {
+                return Err(already(cell, &current));
+            }
+            (_, false) => return Err(not_automatic(cell, &current)),
+        }
+        let next = ramp(true, current.away(now_ms), over_ms, now_ms);
+        Ok(self.with_state(cell, next, now_ms, true))
     }
 
     /// Pins `key` to `cell`, replacing any previous pin of the key. Pinning to a drained cell
@@ -214,14 +285,16 @@ impl Directory {
         }
     }
 
-    /// A copy with the version bumped, `cell` in `state`, every ramp settled at `now_ms`,
-    /// `Active` cells dropped, duplicates dropped (first wins) and the list sorted by name.
-    fn with_state(&self, cell: &str, state: CellState, now_ms: u64) -> Directory {
+    /// A copy with the version bumped, `cell` in `state` (marked `auto` or not), every ramp
+    /// settled at `now_ms`, `Active` cells dropped (with their `auto` flag), duplicates
+    /// dropped (first wins) and the list sorted by name.
+    fn with_state(&self, cell: &str, state: CellState, now_ms: u64, auto: bool) -> Directory {
         let mut next = self.bumped();
         let mut cells: Vec<DirectoryCell> = Vec::with_capacity(self.cells.len() + 1);
         let listed = std::iter::once(DirectoryCell {
             name: cell.to_owned(),
             state,
+            auto,
         });
         for c in listed.chain(self.cells.iter().filter(|c| c.name != cell).cloned()) {
             if cells.iter().any(|seen| seen.name == c.name) {
@@ -229,7 +302,7 @@ impl Directory {
             }
             cells.push(DirectoryCell {
                 state: c.state.settled(now_ms),
-                name: c.name,
+                ..c
             });
         }
         cells.retain(|c| c.state != CellState::Active);
@@ -305,6 +378,13 @@ fn check_duration(over_ms: u64) -> Result<(), DirectoryError> {
         });
     }
     Ok(())
+}
+
+fn not_automatic(cell: &str, state: &CellState) -> DirectoryError {
+    DirectoryError::NotAutomatic {
+        cell: cell.to_owned(),
+        state: state.name(),
+    }
 }
 
 fn already(cell: &str, state: &CellState) -> DirectoryError {

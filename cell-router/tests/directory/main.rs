@@ -2,6 +2,7 @@
 //! JSON format and drain planning.
 #![allow(clippy::unwrap_used)]
 
+mod auto;
 mod ops;
 mod pins;
 mod plan;

@@ -256,18 +256,22 @@ fn documents_are_kept_tidy() {
             DirectoryCell {
                 name: "cell-9".into(),
                 state: CellState::Drained,
+                auto: false,
             },
             DirectoryCell {
                 name: "cell-3".into(),
                 state: draining(T0 - 2_000, 1_000),
+                auto: false,
             },
             DirectoryCell {
                 name: "cell-1".into(),
                 state: undraining(T0 - 2_000, 1_000),
+                auto: false,
             },
             DirectoryCell {
                 name: "cell-3".into(),
                 state: CellState::Active,
+                auto: false,
             },
         ],
         ..Directory::default()

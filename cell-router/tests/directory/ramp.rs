@@ -171,6 +171,7 @@ proptest! {
                     since_ms: T0.saturating_add_signed(ramps[i].1),
                     over_ms: ramps[i].2,
                 },
+                auto: false,
             })
             .collect();
         let t = table(&p, &Directory { version: 1, cells, ..Directory::default() });

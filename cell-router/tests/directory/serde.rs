@@ -27,10 +27,12 @@ fn golden() -> Directory {
                 since_ms: 1_700_000_000_000,
                 over_ms: 60_000,
             },
+            auto: false,
         },
         DirectoryCell {
             name: "cell-3".into(),
             state: CellState::Drained,
+            auto: false,
         },
         DirectoryCell {
             name: "cell-4".into(),
@@ -38,6 +40,7 @@ fn golden() -> Directory {
                 since_ms: 1_700_000_030_000,
                 over_ms: 120_000,
             },
+            auto: false,
         },
     ];
     let pins = BTreeMap::from([
@@ -82,6 +85,53 @@ fn optional_fields_have_defaults_and_unknown_fields_are_ignored() {
         serde_json::from_str::<Directory>(r#"{"version":0}"#).unwrap(),
         Directory::default()
     );
+}
+
+#[test]
+fn the_auto_flag_is_written_only_when_set() {
+    let doc = concat!(
+        r#"{"version":9,"cells":["#,
+        r#"{"name":"cell-2","state":"draining","since_ms":1700000000000,"over_ms":10000,"auto":true},"#,
+        r#"{"name":"cell-3","state":"drained"}],"pins":{}}"#
+    );
+    let dir = Directory {
+        version: 9,
+        cells: vec![
+            DirectoryCell {
+                auto: true,
+                ..DirectoryCell::new(
+                    "cell-2",
+                    CellState::Draining {
+                        since_ms: 1_700_000_000_000,
+                        over_ms: 10_000,
+                    },
+                )
+            },
+            DirectoryCell::new("cell-3", CellState::Drained),
+        ],
+        pins: BTreeMap::new(),
+    };
+    assert_eq!(serde_json::to_string(&dir).unwrap(), doc);
+    assert_eq!(serde_json::from_str::<Directory>(doc).unwrap(), dir);
+    assert!(dir.is_auto("cell-2") && !dir.is_auto("cell-3") && !dir.is_auto("cell-1"));
+}
+
+#[test]
+fn older_readers_ignore_the_auto_flag() {
+    // What a gateway without the field sees of a cell entry: the flattened state, with the
+    // unknown `auto` key among its fields.
+    for (json, state) in [
+        (r#"{"state":"drained","auto":true}"#, CellState::Drained),
+        (
+            r#"{"state":"draining","since_ms":1,"over_ms":2,"auto":true}"#,
+            CellState::Draining {
+                since_ms: 1,
+                over_ms: 2,
+            },
+        ),
+    ] {
+        assert_eq!(serde_json::from_str::<CellState>(json).unwrap(), state);
+    }
 }
 
 #[test]
@@ -136,7 +186,8 @@ fn state() -> impl Strategy<Value = CellState> {
 }
 
 fn directory() -> impl Strategy<Value = Directory> {
-    let cell = ("\\PC{1,12}", state()).prop_map(|(name, state)| DirectoryCell { name, state });
+    let cell = ("\\PC{1,12}", state(), any::<bool>())
+        .prop_map(|(name, state, auto)| DirectoryCell { name, state, auto });
     let pin =
         ("\\PC{1,12}", any::<bool>()).prop_map(|(cell, follow_drain)| Pin { cell, follow_drain });
     (

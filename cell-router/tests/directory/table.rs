@@ -31,10 +31,12 @@ fn unknown_cells_in_the_directory_are_ignored() {
             DirectoryCell {
                 name: "cell-9".into(),
                 state: CellState::Drained,
+                auto: false,
             },
             DirectoryCell {
                 name: "".into(),
                 state: CellState::Drained,
+                auto: false,
             },
         ],
         ..Directory::default()
@@ -64,10 +66,12 @@ fn a_cell_listed_twice_takes_its_first_entry() {
             DirectoryCell {
                 name: "cell-1".into(),
                 state: CellState::Drained,
+                auto: false,
             },
             DirectoryCell {
                 name: "cell-1".into(),
                 state: CellState::Active,
+                auto: false,
             },
         ],
         ..Directory::default()

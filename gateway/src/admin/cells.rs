@@ -24,6 +24,8 @@ const DEFAULT_RAMP: Duration = Duration::from_secs(60);
 struct CellView<'a> {
     name: &'a str,
     state: &'static str,
+    /// The state was made by guarded auto-evacuation (and no operator has changed it since).
+    auto: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     progress: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -61,6 +63,8 @@ pub async fn list(State(state): State<AdminState>) -> Response {
             CellView {
                 name: cell.name(),
                 state: directory_state.name(),
+                auto: directory_state != CellState::Active
+                    && table.directory().is_auto(cell.name()),
                 progress: raw_state.progress(now).filter(|_| {
                     directory_state != CellState::Active && directory_state != CellState::Drained
                 }),
@@ -94,6 +98,7 @@ pub async fn list(State(state): State<AdminState>) -> Response {
             "last_sync_ms": status.last_sync_ms,
         },
         "cells": cells,
+        "auto_evacuation": state.evacuation.status(),
         "gateways": gateways,
         "audit": audit,
     }))

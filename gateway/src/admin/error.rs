@@ -83,6 +83,12 @@ impl From<ApplyError> for ApiError {
                 "the control plane (Redis) is unreachable; nothing was changed and gateways keep \
                  routing with the last-known directory",
             ),
+            // Only automatic changes are fenced; an operator's request never gets here.
+            ApplyError::Fenced { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "lease_lost",
+                "the automation lease was lost; nothing was changed",
+            ),
         }
     }
 }

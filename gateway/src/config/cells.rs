@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use toml::Spanned;
 
 use super::raw::RawCell;
+use super::tuning::{self, CellTuning, RawTuning};
 use super::upstream::Upstream;
 use super::validate::{Ctx, Result, is_simple_name, or_default};
 
@@ -27,6 +28,9 @@ pub struct CellConfig {
     /// **Extension.** Requests per second the cell is sized for; `cellctl plan drain` warns
     /// when a drain would push a receiving cell above it. Default: unknown (no warning).
     pub capacity_rps: Option<f64>,
+    /// Breaker, outlier detection, health checks and retries of this cell (the optional
+    /// `[cells.breaker]`, `[cells.outlier]`, `[cells.health_check]`, `[cells.retry]` tables).
+    pub tuning: CellTuning,
 }
 
 impl CellConfig {
@@ -38,6 +42,7 @@ impl CellConfig {
             weight: 1.0,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             capacity_rps: None,
+            tuning: CellTuning::default(),
         }
     }
 }
@@ -134,11 +139,22 @@ fn build(raw: &RawCell, ctx: &Ctx<'_>) -> Result<CellConfig> {
             }
         })
         .transpose()?;
+    let tuning = tuning::build(
+        &RawTuning {
+            breaker: raw.breaker.as_ref(),
+            outlier: raw.outlier.as_ref(),
+            health_check: raw.health_check.as_ref(),
+            retry: raw.retry.as_ref(),
+        },
+        &name,
+        ctx,
+    )?;
     Ok(CellConfig {
         name,
         upstreams,
         weight,
         max_in_flight,
         capacity_rps,
+        tuning,
     })
 }

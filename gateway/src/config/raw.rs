@@ -11,6 +11,8 @@ use serde::de::{self, Visitor};
 use toml::Spanned;
 
 /// A string value, before `${NAME}` substitution.
+pub(super) use super::tuning::{RawBreaker, RawHealthCheck, RawOutlier, RawRetry};
+
 pub(super) type Text = Spanned<String>;
 /// An integer value; range checks happen in validation.
 pub(super) type Int = Spanned<Integer>;
@@ -62,6 +64,15 @@ pub(super) struct RawRedis {
 pub(super) struct RawRouting {
     pub key: Option<Spanned<Vec<Text>>>,
     pub missing_key: Option<Text>,
+    #[serde(default)]
+    pub priorities: Vec<Spanned<RawPathPriority>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[routing.priorities]] table")]
+pub(super) struct RawPathPriority {
+    pub prefix: Text,
+    pub priority: Text,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +83,10 @@ pub(super) struct RawCell {
     pub weight: Option<Spanned<Number>>,
     pub max_in_flight: Option<Int>,
     pub capacity_rps: Option<Spanned<Number>>,
+    pub breaker: Option<Spanned<RawBreaker>>,
+    pub outlier: Option<Spanned<RawOutlier>>,
+    pub health_check: Option<Spanned<RawHealthCheck>>,
+    pub retry: Option<Spanned<RawRetry>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -284,4 +299,16 @@ pub(super) struct RawControl {
     pub heartbeat_interval: Option<Text>,
     pub gateway_ttl: Option<Text>,
     pub timeout: Option<Text>,
+    pub auto_evacuation: Option<Spanned<RawAutoEvacuation>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [control.auto_evacuation] table")]
+pub(super) struct RawAutoEvacuation {
+    pub enabled: Option<Spanned<bool>>,
+    pub open_for: Option<Text>,
+    pub healthy_for: Option<Text>,
+    pub max_auto_evacuated: Option<Int>,
+    pub drain_over: Option<Text>,
+    pub undrain_over: Option<Text>,
 }

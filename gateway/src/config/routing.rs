@@ -5,6 +5,8 @@ use std::str::FromStr;
 
 use http::HeaderName;
 
+use cell_router::containment::Priority;
+
 use super::raw::RawRouting;
 use super::validate::{Ctx, Result, or_default};
 
@@ -16,6 +18,9 @@ pub struct RoutingConfig {
     pub key: Vec<KeySource>,
     /// What to do when no source yields a key. Default [`MissingKey::Reject`].
     pub missing_key: MissingKey,
+    /// Default priorities by path prefix (`[[routing.priorities]]`), for requests without a
+    /// valid `X-Priority`; the longest matching prefix wins, unmatched paths are `normal`.
+    pub priorities: Vec<(String, Priority)>,
 }
 
 impl Default for RoutingConfig {
@@ -23,6 +28,7 @@ impl Default for RoutingConfig {
         Self {
             key: vec![KeySource::Header(HeaderName::from_static("x-user-id"))],
             missing_key: MissingKey::Reject,
+            priorities: Vec::new(),
         }
     }
 }
@@ -159,7 +165,37 @@ pub(super) fn build(raw: &RawRouting, ctx: &Ctx<'_>) -> Result<RoutingConfig> {
             )),
         },
     )?;
-    Ok(RoutingConfig { key, missing_key })
+    let mut priorities: Vec<(String, Priority)> = Vec::with_capacity(raw.priorities.len());
+    for entry in &raw.priorities {
+        let e = entry.get_ref();
+        let prefix = ctx.string(&e.prefix)?;
+        if !prefix.starts_with('/') {
+            return Err(ctx.error_at(
+                e.prefix.span(),
+                format!("`routing.priorities` prefix must start with `/`, got `{prefix}`"),
+            ));
+        }
+        if priorities.iter().any(|(p, _)| *p == prefix) {
+            return Err(ctx.error_at(
+                e.prefix.span(),
+                format!("duplicate `routing.priorities` prefix `{prefix}`"),
+            ));
+        }
+        let priority = ctx.string(&e.priority)?.parse::<Priority>().map_err(|_| {
+            ctx.error_at(
+                e.priority.span(),
+                "invalid priority: expected `critical`, `normal` or `batch`",
+            )
+        })?;
+        priorities.push((prefix, priority));
+    }
+    // Longest first, so the first match is the most specific.
+    priorities.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+    Ok(RoutingConfig {
+        key,
+        missing_key,
+        priorities,
+    })
 }
 
 #[cfg(test)]

@@ -10,12 +10,13 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use tokio::sync::watch;
 
 use super::clock::{self, Clock};
+use super::lease::{Lease, LeaseState};
 use super::store::{
     AUDIT_CAP, AuditEntry, DirectoryStore, GatewayStatus, HeartbeatRecord, StoreError,
 };
 
 /// A [`DirectoryStore`] in memory: the same contract as the Redis store (compare-and-set,
-/// audit cap, announcements, heartbeat expiry), shared only by the control planes of one
+/// audit cap, announcements, heartbeat expiry, the automation lease and fenced writes), shared only by the control planes of one
 /// process. Every call completes at once.
 #[derive(Debug)]
 pub struct MemoryStore {
@@ -30,6 +31,20 @@ struct State {
     /// Newest first.
     audit: VecDeque<AuditEntry>,
     gateways: BTreeMap<String, HeartbeatRecord>,
+    /// The automation lease and when it expires (unix ms, the store's clock).
+    lease: Option<(Lease, u64)>,
+    /// The last fencing token handed out.
+    fence: u64,
+}
+
+impl State {
+    /// The lease in force at `now_ms`, if any.
+    fn lease(&self, now_ms: u64) -> Option<&Lease> {
+        self.lease
+            .as_ref()
+            .filter(|(_, expires_ms)| now_ms < *expires_ms)
+            .map(|(lease, _)| lease)
+    }
 }
 
 impl MemoryStore {
@@ -58,10 +73,18 @@ impl MemoryStore {
         expected_version: u64,
         next: &Directory,
         audit: &AuditEntry,
+        fence: Option<&Lease>,
     ) -> Result<(), StoreError> {
         StoreError::check_next(expected_version, next)?;
         {
             let mut state = self.state();
+            if let Some(lease) = fence {
+                if state.lease(self.clock.now_ms()) != Some(lease) {
+                    return Err(StoreError::Fenced {
+                        lease: lease.clone(),
+                    });
+                }
+            }
             if state.directory.version != expected_version {
                 return Err(StoreError::Conflict {
                     current: state.directory.version,
@@ -77,6 +100,35 @@ impl MemoryStore {
 }
 
 impl MemoryStore {
+    fn acquire_lease_now(&self, holder: &str, held: Option<&Lease>, ttl: Duration) -> LeaseState {
+        let now_ms = self.clock.now_ms();
+        let expires_ms = now_ms.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        let mut state = self.state();
+        match state.lease(now_ms).cloned() {
+            Some(current) if Some(&current) == held => {
+                state.lease = Some((current.clone(), expires_ms));
+                LeaseState::Held(current)
+            }
+            Some(current) => LeaseState::Taken(current),
+            None => {
+                state.fence += 1;
+                let lease = Lease {
+                    holder: holder.to_owned(),
+                    token: state.fence,
+                };
+                state.lease = Some((lease.clone(), expires_ms));
+                LeaseState::Held(lease)
+            }
+        }
+    }
+
+    fn release_lease_now(&self, lease: &Lease) {
+        let mut state = self.state();
+        if state.lease(self.clock.now_ms()) == Some(lease) {
+            state.lease = None;
+        }
+    }
+
     fn restore_now(&self, directory: &Directory, audit: &AuditEntry) -> Result<(), StoreError> {
         {
             let mut state = self.state();
@@ -111,7 +163,32 @@ impl DirectoryStore for MemoryStore {
         next: &'a Directory,
         audit: &'a AuditEntry,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        future::ready(self.compare_and_set_now(expected_version, next, audit)).boxed()
+        future::ready(self.compare_and_set_now(expected_version, next, audit, None)).boxed()
+    }
+
+    fn compare_and_set_fenced<'a>(
+        &'a self,
+        expected_version: u64,
+        next: &'a Directory,
+        audit: &'a AuditEntry,
+        lease: &'a Lease,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let result = self.compare_and_set_now(expected_version, next, audit, Some(lease));
+        future::ready(result).boxed()
+    }
+
+    fn acquire_lease<'a>(
+        &'a self,
+        holder: &'a str,
+        held: Option<&'a Lease>,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<LeaseState, StoreError>> {
+        future::ready(Ok(self.acquire_lease_now(holder, held, ttl))).boxed()
+    }
+
+    fn release_lease<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.release_lease_now(lease);
+        future::ready(Ok(())).boxed()
     }
 
     fn restore<'a>(

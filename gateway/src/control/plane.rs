@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::clock::{self, Clock};
+use super::lease::{Lease, LeaseState};
 use super::metrics::Collector;
 use super::shared::{Origin, Shared, lock};
 use super::status::{ControlPlaneStatus, GatewayList, Source};
@@ -70,12 +71,20 @@ pub enum ApplyError {
     /// change was not applied. 503; retryable once the store is back (or repaired).
     #[error("the control-plane store is unavailable; nothing was changed: {0}")]
     Unavailable(String),
+    /// An automatic change ([`ControlPlane::apply_fenced`]) whose lease was no longer in
+    /// force: this gateway is not (or no longer) the one deciding. Nothing was changed.
+    #[error("the automation lease {lease} is no longer in force; nothing was changed")]
+    Fenced {
+        /// The lease the change was made under.
+        lease: Lease,
+    },
 }
 
 impl ApplyError {
     fn from_store(e: StoreError) -> Self {
         match e {
             StoreError::Conflict { current } => ApplyError::Conflict { current },
+            StoreError::Fenced { lease } => ApplyError::Fenced { lease },
             StoreError::Unavailable(m) | StoreError::Config(m) => ApplyError::Unavailable(m),
             e @ (StoreError::Corrupt(_) | StoreError::InvalidVersion { .. }) => {
                 ApplyError::Unavailable(e.to_string())
@@ -181,6 +190,76 @@ impl ControlPlane {
     where
         F: FnOnce(&Directory) -> Result<Directory, DirectoryError> + Send,
     {
+        self.change(None, actor, action, target, reason, op).await
+    }
+
+    /// [`apply`](Self::apply) for the automation: the write is fenced by `lease`
+    /// ([`DirectoryStore::compare_and_set_fenced`]), so it is refused unless this gateway
+    /// still holds that term of the lease when the store runs it.
+    ///
+    /// # Errors
+    ///
+    /// [`ApplyError::Fenced`] when the lease is no longer in force, and the errors of
+    /// [`apply`](Self::apply).
+    pub async fn apply_fenced<F>(
+        &self,
+        lease: &Lease,
+        actor: &str,
+        action: &str,
+        target: &str,
+        reason: Option<String>,
+        op: F,
+    ) -> Result<Directory, ApplyError>
+    where
+        F: FnOnce(&Directory) -> Result<Directory, DirectoryError> + Send,
+    {
+        self.change(Some(lease), actor, action, target, reason, op)
+            .await
+    }
+
+    /// Takes or renews the automation lease for this gateway (see
+    /// [`DirectoryStore::acquire_lease`]); `held` is the term this gateway believes it holds.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the store does not answer (the caller no longer holds any lease
+    /// it cannot renew: it must stop acting).
+    pub async fn acquire_lease(
+        &self,
+        held: Option<&Lease>,
+        ttl: Duration,
+    ) -> Result<LeaseState, StoreError> {
+        let result = self
+            .shared
+            .store
+            .acquire_lease(&self.shared.options.gateway_id, held, ttl)
+            .await;
+        if result.as_ref().is_err_and(StoreError::is_retryable) {
+            self.shared.count_error();
+        }
+        result
+    }
+
+    /// Gives up `lease` if it is still in force. Best effort: an unreachable store lets it
+    /// expire by itself.
+    pub async fn release_lease(&self, lease: &Lease) {
+        if let Err(e) = self.shared.store.release_lease(lease).await {
+            debug!(error = %e, %lease, "could not release the automation lease; it will expire");
+        }
+    }
+
+    async fn change<F>(
+        &self,
+        fence: Option<&Lease>,
+        actor: &str,
+        action: &str,
+        target: &str,
+        reason: Option<String>,
+        op: F,
+    ) -> Result<Directory, ApplyError>
+    where
+        F: FnOnce(&Directory) -> Result<Directory, DirectoryError> + Send,
+    {
         let shared = &self.shared;
         let mut loaded = shared
             .store
@@ -215,11 +294,21 @@ impl ControlPlane {
             reason,
             version: next.version,
         };
-        shared
-            .store
-            .compare_and_set(loaded.version, &next, &audit)
-            .await
-            .map_err(|e| self.store_failed(e))?;
+        let written = match fence {
+            None => {
+                shared
+                    .store
+                    .compare_and_set(loaded.version, &next, &audit)
+                    .await
+            }
+            Some(lease) => {
+                shared
+                    .store
+                    .compare_and_set_fenced(loaded.version, &next, &audit, lease)
+                    .await
+            }
+        };
+        written.map_err(|e| self.store_failed(e))?;
         info!(
             actor,
             action,

@@ -18,6 +18,7 @@ use tracing::debug;
 use crate::config::{RedisConfig, RedisTarget};
 
 use super::clock::{self, Clock};
+use super::lease::{Lease, LeaseState};
 use super::store::{
     AUDIT_CAP, AuditEntry, DirectoryStore, GatewayStatus, HeartbeatRecord, StoreError, StoreOptions,
 };
@@ -34,6 +35,10 @@ pub mod keys {
     pub const AUDIT: &str = "{cellgate}:audit";
     /// Gateway heartbeats: hash of gateway id → JSON status with its ttl.
     pub const GATEWAYS: &str = "{cellgate}:gateways";
+    /// The automation lease: `"<token> <holder>"`, with a ttl.
+    pub const LEASE: &str = "{cellgate}:autoevac:lease";
+    /// The last fencing token handed out with the lease (integer).
+    pub const FENCE: &str = "{cellgate}:autoevac:fence";
 }
 
 /// Pub/sub channel on which every directory change announces its version (decimal payload).
@@ -58,6 +63,8 @@ struct Inner {
     cas: Script,
     restore: Script,
     prune: Script,
+    lease: Script,
+    release: Script,
 }
 
 impl fmt::Debug for RedisStore {
@@ -115,6 +122,8 @@ impl RedisStore {
                 cas: Script::new(include_str!("redis/cas.lua")),
                 restore: Script::new(include_str!("redis/restore.lua")),
                 prune: Script::new(include_str!("redis/prune.lua")),
+                lease: Script::new(include_str!("redis/lease.lua")),
+                release: Script::new(include_str!("redis/release.lua")),
             }),
         })
     }
@@ -131,6 +140,8 @@ impl RedisStore {
                 cas: inner.cas.clone(),
                 restore: inner.restore.clone(),
                 prune: inner.prune.clone(),
+                lease: inner.lease.clone(),
+                release: inner.release.clone(),
             }),
         }
     }
@@ -200,6 +211,7 @@ impl Inner {
         expected: u64,
         next: &Directory,
         audit: &AuditEntry,
+        fence: Option<&Lease>,
     ) -> Result<(), StoreError> {
         StoreError::check_next(expected, next)?;
         let started = Instant::now();
@@ -213,7 +225,7 @@ impl Inner {
             .saturating_mul(1000)
             .saturating_add(micros / 1000)
             .saturating_add(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
-        let cas = self.cas_until(expected, next, audit, deadline_ms);
+        let cas = self.cas_until(expected, next, audit, deadline_ms, fence);
         match tokio::time::timeout(left, cas).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::Unavailable(format!(
@@ -225,12 +237,14 @@ impl Inner {
 
     /// The compare-and-set script, refused by Redis if it only runs after `deadline_ms`
     /// (server clock): the caller has given up by then and reported the change as failed.
+    /// With a `fence`, also refused unless that lease is still in force.
     async fn cas_until(
         &self,
         expected: u64,
         next: &Directory,
         audit: &AuditEntry,
         deadline_ms: u64,
+        fence: Option<&Lease>,
     ) -> Result<(), StoreError> {
         let doc = encode("directory", next)?;
         let entry = encode("audit entry", audit)?;
@@ -240,6 +254,7 @@ impl Inner {
             .key(keys::DIRECTORY)
             .key(keys::VERSION)
             .key(keys::AUDIT)
+            .key(keys::LEASE)
             .arg(expected)
             .arg(next.version)
             .arg(doc)
@@ -247,6 +262,7 @@ impl Inner {
             .arg(AUDIT_CAP)
             .arg(ANNOUNCE_CHANNEL)
             .arg(deadline_ms)
+            .arg(fence.map(Lease::value).unwrap_or_default())
             .invoke_async(&mut conn)
             .await
             .map_err(|e| redis_error("compare-and-set", &e))?;
@@ -258,6 +274,12 @@ impl Inner {
             [-1, _] => Err(StoreError::Unavailable(
                 "compare-and-set: Redis ran it after the deadline; not applied".into(),
             )),
+            [-2, _] => Err(match fence {
+                Some(lease) => StoreError::Fenced {
+                    lease: lease.clone(),
+                },
+                None => StoreError::Corrupt("an unfenced compare-and-set was fenced".into()),
+            }),
             other => Err(StoreError::Corrupt(format!(
                 "unexpected compare-and-set reply {other:?}"
             ))),
@@ -289,6 +311,43 @@ impl Inner {
                 "unexpected restore reply {other:?}"
             ))),
         }
+    }
+
+    async fn acquire_lease(
+        &self,
+        holder: &str,
+        held: Option<&Lease>,
+        ttl: Duration,
+    ) -> Result<LeaseState, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.lease.key(keys::LEASE);
+        invocation
+            .key(keys::FENCE)
+            .arg(holder)
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+            .arg(held.map(Lease::value).unwrap_or_default());
+        let (granted, value): (i64, String) = self
+            .bounded("lease", invocation.invoke_async(&mut conn))
+            .await?;
+        let lease = Lease::parse(&value).ok_or_else(|| {
+            StoreError::Corrupt(format!("{} holds {value:?}, not a lease", keys::LEASE))
+        })?;
+        Ok(if granted == 1 {
+            LeaseState::Held(lease)
+        } else {
+            LeaseState::Taken(lease)
+        })
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.release.key(keys::LEASE);
+        invocation.arg(lease.value());
+        let released: i64 = self
+            .bounded("release lease", invocation.invoke_async(&mut conn))
+            .await?;
+        debug!(released, lease = %lease, "released the automation lease");
+        Ok(())
     }
 
     async fn heartbeat(&self, status: &GatewayStatus, ttl: Duration) -> Result<(), StoreError> {
@@ -379,8 +438,33 @@ impl DirectoryStore for RedisStore {
         audit: &'a AuditEntry,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         self.inner
-            .compare_and_set(expected_version, next, audit)
+            .compare_and_set(expected_version, next, audit, None)
             .boxed()
+    }
+
+    fn compare_and_set_fenced<'a>(
+        &'a self,
+        expected_version: u64,
+        next: &'a Directory,
+        audit: &'a AuditEntry,
+        lease: &'a Lease,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner
+            .compare_and_set(expected_version, next, audit, Some(lease))
+            .boxed()
+    }
+
+    fn acquire_lease<'a>(
+        &'a self,
+        holder: &'a str,
+        held: Option<&'a Lease>,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<LeaseState, StoreError>> {
+        self.inner.acquire_lease(holder, held, ttl).boxed()
+    }
+
+    fn release_lease<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.release_lease(lease).boxed()
     }
 
     fn restore<'a>(

@@ -9,6 +9,8 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+use super::lease::{Lease, LeaseState};
+
 /// Audit entries kept by a store; older ones are dropped.
 pub const AUDIT_CAP: usize = 1000;
 
@@ -42,6 +44,46 @@ pub trait DirectoryStore: fmt::Debug + Send + Sync + 'static {
         next: &'a Directory,
         audit: &'a AuditEntry,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// [`compare_and_set`](Self::compare_and_set) on behalf of the automation: also refused,
+    /// atomically with the version check, unless `lease` is still the automation lease in
+    /// force (same holder, same token). See [`Lease`].
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Fenced`] when the lease expired or another term began (nothing is
+    /// written), and the errors of [`compare_and_set`](Self::compare_and_set).
+    fn compare_and_set_fenced<'a>(
+        &'a self,
+        expected_version: u64,
+        next: &'a Directory,
+        audit: &'a AuditEntry,
+        lease: &'a Lease,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Takes the automation lease for `holder` for `ttl`, or renews it: `held` is the term
+    /// the caller believes it holds (`None` if none). A free (or expired) lease is granted
+    /// with a fresh fencing token; the term in `held` is renewed with its token if it is still
+    /// in force; any other term is reported as [`LeaseState::Taken`].
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`], or [`StoreError::Corrupt`] when the stored lease does not
+    /// parse.
+    fn acquire_lease<'a>(
+        &'a self,
+        holder: &'a str,
+        held: Option<&'a Lease>,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<LeaseState, StoreError>>;
+
+    /// Gives up `lease` if it is still in force (on shutdown, so another gateway takes over
+    /// at once instead of after the ttl). Another term is left alone.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    fn release_lease<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Writes back a directory the store lost: stores `directory` and appends `audit` only if
     /// the stored version is lower than `directory.version`, and announces it.
@@ -120,6 +162,14 @@ pub enum StoreError {
     /// version). Not retryable until someone fixes the data.
     #[error("control-plane store holds corrupt data: {0}")]
     Corrupt(String),
+    /// A fenced write ([`DirectoryStore::compare_and_set_fenced`]) whose lease is no longer in
+    /// force: the writer lost the automation lease, so its decision is void. Nothing was
+    /// written. Not retryable as is: acquire the lease again and decide again.
+    #[error("the automation lease {lease} is no longer in force; nothing was written")]
+    Fenced {
+        /// The lease the write was made under.
+        lease: Lease,
+    },
     /// A write whose version is not the expected version + 1: a bug in the caller.
     #[error("refusing to store version {next} over version {expected}: must be {expected} + 1")]
     InvalidVersion {
@@ -171,7 +221,7 @@ pub struct GatewayStatus {
 pub struct AuditEntry {
     /// When the change was made, unix milliseconds.
     pub at_ms: u64,
-    /// Who made it, e.g. `admin@gw-1` or `auto-evacuate@gw-2`.
+    /// Who made it, e.g. `admin@gw-1` or `auto-evacuation@gw-2`.
     pub actor: String,
     /// `drain`, `undrain`, `evacuate`, `pin` or `unpin`; `restore` when a gateway wrote back
     /// a directory the store had lost ([`DirectoryStore::restore`]).

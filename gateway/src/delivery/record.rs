@@ -149,8 +149,13 @@ pub struct RequestView {
 }
 
 impl Record {
-    /// Builds the record from the hash fields of `id`; `None` when there are none.
-    pub fn from_fields(id: &str, fields: &HashMap<String, Vec<u8>>) -> Option<Record> {
+    /// Builds the record from the hash fields of `id` and the stored body's size; `None`
+    /// when there are no fields.
+    pub fn from_fields(
+        id: &str,
+        fields: &HashMap<String, Vec<u8>>,
+        body_bytes: usize,
+    ) -> Option<Record> {
         let text = |k: &str| {
             fields
                 .get(k)
@@ -191,7 +196,7 @@ impl Record {
                 uri: text("uri").unwrap_or_default(),
                 target: text("target").unwrap_or_default(),
                 idempotency_key: text("idem").unwrap_or_default(),
-                body_bytes: fields.get("body").map_or(0, Vec::len),
+                body_bytes,
             }),
         })
     }
@@ -225,17 +230,16 @@ mod tests {
         f.insert("state".to_owned(), b"dead".to_vec());
         f.insert("attempts".to_owned(), b"2".to_vec());
         f.insert("reason".to_owned(), b"max_attempts".to_vec());
-        f.insert("body".to_owned(), b"hello".to_vec());
         f.insert(
             "history".to_owned(),
             b"10\t1\tcell-1 answered 500\n20\t2\ttimeout".to_vec(),
         );
-        let r = Record::from_fields("c.1", &f).unwrap();
+        let r = Record::from_fields("c.1", &f, 5).unwrap();
         assert_eq!(r.attempts, 2);
         assert_eq!(r.history.len(), 2);
         assert_eq!(r.history[1].outcome, "timeout");
         assert_eq!(r.request.as_ref().unwrap().body_bytes, 5);
         assert!(r.public().request.is_none());
-        assert!(Record::from_fields("c.1", &HashMap::new()).is_none());
+        assert!(Record::from_fields("c.1", &HashMap::new(), 0).is_none());
     }
 }

@@ -280,7 +280,8 @@ impl QueueStore {
     }
 
     /// Gives attempt `attempt` back and schedules `token` for `due_ms`: the cell could not
-    /// take it (breaker open, bulkhead full), so it must not count.
+    /// take it (breaker open, bulkhead full), or it was a failed half-open probe, so it must
+    /// not count. `note`: what happened, for the history (empty when nothing was sent).
     ///
     /// # Errors
     /// [`QueueError`]; the token then stays pending and is claimed again later.
@@ -291,6 +292,7 @@ impl QueueStore {
         now_ms: u64,
         due_ms: u64,
         attempt: u32,
+        note: &str,
     ) -> Result<(), QueueError> {
         let record = p.record(&token.id);
         let mut inv = self.inner.defer.prepare_invoke();
@@ -299,7 +301,8 @@ impl QueueStore {
             .arg(&token.entry)
             .arg(now_ms)
             .arg(due_ms)
-            .arg(attempt);
+            .arg(attempt)
+            .arg(note);
         let _: i64 = self.inner.invoke("defer", &inv).await?;
         Ok(())
     }
@@ -422,28 +425,80 @@ impl QueueStore {
     /// # Errors
     /// [`QueueError`].
     pub async fn record(&self, p: &Partition, id: &str) -> Result<Option<Record>, QueueError> {
-        let mut cmd = redis::cmd("HGETALL");
-        cmd.arg(p.record(id));
-        let fields: HashMap<String, Vec<u8>> = self.inner.query("status", &cmd).await?;
-        Ok(Record::from_fields(id, &fields))
+        let mut records = self
+            .records(p, std::slice::from_ref(&id.to_owned()))
+            .await?;
+        Ok(records.pop().flatten())
     }
 
-    /// Dead-lettered ids of `p`, oldest first, from `offset`, at most `count`.
+    /// The records of `ids` in partition `p`, in order, in one round trip. The stored body
+    /// is never read, only its size.
+    ///
+    /// # Errors
+    /// [`QueueError`].
+    pub async fn records(
+        &self,
+        p: &Partition,
+        ids: &[String],
+    ) -> Result<Vec<Option<Record>>, QueueError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            let key = p.record(id);
+            pipe.cmd("HMGET").arg(&key).arg(&RECORD_FIELDS[..]);
+            pipe.cmd("HSTRLEN").arg(&key).arg("body");
+        }
+        let inner = &self.inner;
+        let replies: Vec<Value> = inner
+            .bounded("status", async {
+                pipe.query_async(&mut inner.conn.clone()).await
+            })
+            .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, pair) in ids.iter().zip(replies.chunks(2)) {
+            let Value::Array(values) = &pair[0] else {
+                return Err(QueueError::Corrupt(format!("HMGET: {:?}", pair[0])));
+            };
+            let fields: HashMap<String, Vec<u8>> = RECORD_FIELDS
+                .iter()
+                .zip(values)
+                .filter_map(|(name, v)| match v {
+                    Value::BulkString(b) => Some(((*name).to_owned(), b.clone())),
+                    _ => None,
+                })
+                .collect();
+            let body_bytes = match pair.get(1) {
+                Some(Value::Int(n)) => usize::try_from(*n).unwrap_or(0),
+                _ => 0,
+            };
+            out.push(Record::from_fields(id, &fields, body_bytes));
+        }
+        Ok(out)
+    }
+
+    /// Dead-lettered ids of `p` with their dead times (ms), oldest first, from `offset`, at
+    /// most `count`.
     ///
     /// # Errors
     /// [`QueueError::Unavailable`].
-    pub async fn dead_ids(
+    pub async fn dead_page(
         &self,
         p: &Partition,
         offset: usize,
         count: usize,
-    ) -> Result<Vec<String>, QueueError> {
+    ) -> Result<Vec<(String, u64)>, QueueError> {
         if count == 0 {
             return Ok(Vec::new());
         }
         let mut cmd = redis::cmd("ZRANGE");
-        cmd.arg(&p.dead).arg(offset).arg(offset + count - 1);
-        self.inner.query("dead letters", &cmd).await
+        cmd.arg(&p.dead)
+            .arg(offset)
+            .arg(offset + count - 1)
+            .arg("WITHSCORES");
+        let page: Vec<(String, f64)> = self.inner.query("dead letters", &cmd).await?;
+        Ok(page.into_iter().map(|(id, ms)| (id, ms as u64)).collect())
     }
 
     /// Replays dead-lettered `id`; returns whether it was in the DLQ.
@@ -459,14 +514,20 @@ impl QueueStore {
         Ok(done == 1)
     }
 
-    /// Deletes dead-lettered `id`; returns whether it was in the DLQ.
+    /// Deletes dead-lettered `id` and its idempotency acceptance; returns whether it was in
+    /// the DLQ.
     ///
     /// # Errors
     /// [`QueueError::Unavailable`].
     pub async fn purge(&self, p: &Partition, id: &str) -> Result<bool, QueueError> {
         let record = p.record(id);
+        // Read first: a script may only touch keys it declares.
+        let mut get = redis::cmd("HGET");
+        get.arg(&record).arg("idem_key");
+        let idem: Option<String> = self.inner.query("purge", &get).await?;
         let mut inv = self.inner.purge.prepare_invoke();
         keys(&mut inv, p, &record);
+        inv.key(idem.as_deref().unwrap_or(&record));
         inv.arg(id);
         let done: i64 = self.inner.invoke("purge", &inv).await?;
         Ok(done == 1)
@@ -498,6 +559,18 @@ impl QueueStore {
         })
     }
 
+    /// Redis's `maxmemory-policy`, when the server lets us read it (managed services often
+    /// disable `CONFIG`).
+    ///
+    /// # Errors
+    /// [`QueueError::Unavailable`].
+    pub async fn eviction_policy(&self) -> Result<Option<String>, QueueError> {
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("GET").arg("maxmemory-policy");
+        let reply: Vec<String> = self.inner.query("config get", &cmd).await?;
+        Ok(reply.get(1).cloned())
+    }
+
     /// A connection of its own for blocking reads of `p`'s stream.
     pub fn reader(&self, consumer: &str) -> Reader {
         Reader {
@@ -520,7 +593,8 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Reads up to `count` new tokens of `p`, waiting up to `block` for the first.
+    /// Reads up to `count` new tokens of `p`, waiting up to `block` for the first (`None`:
+    /// answer at once).
     ///
     /// A read that times out may have handed tokens to this consumer that it never saw: they
     /// stay pending and are claimed after the visibility timeout, never lost.
@@ -531,7 +605,7 @@ impl Reader {
         &mut self,
         p: &Partition,
         count: usize,
-        block: Duration,
+        block: Option<Duration>,
     ) -> Result<Vec<Token>, QueueError> {
         let result = self.read_inner(p, count, block).await;
         if result.is_err() {
@@ -544,8 +618,9 @@ impl Reader {
         &mut self,
         p: &Partition,
         count: usize,
-        block: Duration,
+        block: Option<Duration>,
     ) -> Result<Vec<Token>, QueueError> {
+        let block = block.unwrap_or_default();
         // Redis checks block timeouts on its cron tick (100 ms at the default `hz 10`), so an
         // empty answer can come late: allow twice the block time plus the call timeout.
         let limit = block * 2 + self.timeout;
@@ -572,12 +647,12 @@ impl Reader {
             .arg(GROUP)
             .arg(&self.consumer)
             .arg("COUNT")
-            .arg(count)
-            .arg("BLOCK")
-            .arg(millis(block))
-            .arg("STREAMS")
-            .arg(&p.stream)
-            .arg(">");
+            .arg(count);
+        // `BLOCK 0` would wait forever: no BLOCK at all answers at once.
+        if !block.is_zero() {
+            cmd.arg("BLOCK").arg(millis(block));
+        }
+        cmd.arg("STREAMS").arg(&p.stream).arg(">");
         let reply: Value =
             tokio::time::timeout(limit, async { cmd.query_async(&mut conn.clone()).await })
                 .await
@@ -648,6 +723,26 @@ impl Inner {
         .await
     }
 }
+
+/// Record fields read for status and DLQ views (everything but the body).
+const RECORD_FIELDS: [&str; 16] = [
+    "state",
+    "attempts",
+    "created_ms",
+    "updated_ms",
+    "next_ms",
+    "delivered_ms",
+    "dead_ms",
+    "reason",
+    "last_error",
+    "status",
+    "cell",
+    "history",
+    "method",
+    "uri",
+    "target",
+    "idem",
+];
 
 /// Declares the five partition keys every script takes, `record` last.
 fn keys(inv: &mut ScriptInvocation<'_>, p: &Partition, record: &str) {

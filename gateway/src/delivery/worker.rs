@@ -1,7 +1,7 @@
-//! Delivery workers: in every gateway with `delivery.workers > 0`, one blocking reader per
-//! partition hands tokens to at most `workers` concurrent deliveries; a maintenance task
-//! moves due retries back into the streams, claims work abandoned by dead workers and
-//! samples the depth gauges.
+//! Delivery workers: in every gateway with `delivery.workers > 0`, one blocking reader and
+//! one claimer per partition hand tokens to at most `workers` concurrent deliveries (the
+//! claimer takes work abandoned by dead workers); one task moves due retries back into the
+//! streams, another samples the depth gauges.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +24,8 @@ use crate::proxy::trace_context::TraceParent;
 const BLOCK: Duration = Duration::from_secs(1);
 /// Most tokens read at once.
 const BATCH: usize = 64;
+/// Least wait after a failed breaker probe before the entry is tried again.
+const PROBE_PAUSE: Duration = Duration::from_secs(1);
 /// How often due retries are moved back into the streams.
 const PROMOTE_EVERY: Duration = Duration::from_millis(100);
 
@@ -31,6 +33,7 @@ const PROMOTE_EVERY: Duration = Duration::from_millis(100);
 /// `stop`, once in-flight deliveries are done.
 pub fn spawn(queue: DeliveryQueue, proxy: Proxy, stop: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(async move {
+        check_eviction_policy(&queue).await;
         let workers = queue.config().workers;
         let mut tasks = vec![tokio::spawn(sample(queue.clone(), stop.clone()))];
         if workers > 0 {
@@ -43,13 +46,15 @@ pub fn spawn(queue: DeliveryQueue, proxy: Proxy, stop: CancellationToken) -> Joi
                     slots.clone(),
                     stop.clone(),
                 )));
+                tasks.push(tokio::spawn(claim(
+                    queue.clone(),
+                    proxy.clone(),
+                    p.clone(),
+                    slots.clone(),
+                    stop.clone(),
+                )));
             }
-            tasks.push(tokio::spawn(maintain(
-                queue.clone(),
-                proxy.clone(),
-                slots.clone(),
-                stop.clone(),
-            )));
+            tasks.push(tokio::spawn(promote(queue.clone(), stop.clone())));
             for t in tasks {
                 let _ = t.await;
             }
@@ -65,6 +70,21 @@ pub fn spawn(queue: DeliveryQueue, proxy: Proxy, stop: CancellationToken) -> Joi
     })
 }
 
+/// Warns when Redis may evict queue keys: an evicted record or stream is acknowledged work
+/// lost, so the queue needs `maxmemory-policy noeviction` (writes then fail, and clients get
+/// `queue_unavailable` instead of a silent loss).
+async fn check_eviction_policy(queue: &DeliveryQueue) {
+    match queue.store().eviction_policy().await {
+        Ok(Some(policy)) if policy != "noeviction" => warn!(
+            policy,
+            "Redis maxmemory-policy is not `noeviction`: under memory pressure Redis may delete \
+             accepted deliveries; set `maxmemory-policy noeviction` (see docs/delivery.md)"
+        ),
+        Ok(_) => {}
+        Err(e) => debug!(error = %e, "could not read Redis maxmemory-policy"),
+    }
+}
+
 /// Reads `p`'s stream and starts a delivery per token, within the worker slots.
 async fn read(
     queue: DeliveryQueue,
@@ -76,6 +96,7 @@ async fn read(
     let mut reader = queue.store().reader(queue.consumer());
     let mut backoff = Backoff::default();
     let mut group_ready = false;
+    let mut idle = true;
     while !stop.is_cancelled() {
         if !group_ready {
             match queue.store().ensure_group(&p).await {
@@ -86,7 +107,8 @@ async fn read(
                 }
             }
         }
-        // Take a slot before reading, so read work always has a worker.
+        // Take a slot before reading, so read work always has a worker (a token waiting for
+        // one would age towards the visibility timeout and be claimed twice).
         let first = tokio::select! {
             permit = slots.clone().acquire_owned() => match permit {
                 Ok(p) => p,
@@ -95,16 +117,24 @@ async fn read(
             () = stop.cancelled() => return,
         };
         let mut permits = vec![first];
-        while permits.len() < BATCH {
-            match slots.clone().try_acquire_owned() {
-                Ok(p) => permits.push(p),
-                Err(_) => break,
+        // An idle partition waits for work holding one slot only, so it does not starve
+        // busy partitions; a busy one drains without blocking, as many as slots are free.
+        if !idle {
+            while permits.len() < BATCH {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
             }
         }
+        let block = idle.then_some(BLOCK);
         let read = tokio::select! {
-            r = reader.read(&p, permits.len(), BLOCK) => r,
+            r = reader.read(&p, permits.len(), block) => r,
             () = stop.cancelled() => return,
         };
+        if let Ok(tokens) = &read {
+            idle = tokens.is_empty();
+        }
         match read {
             Ok(tokens) => {
                 backoff.reset();
@@ -147,7 +177,9 @@ async fn deliver(
         Ok(Take::Dead(reason)) => {
             debug!(id = %token.id, reason, "delivery dead-lettered before its attempt");
             m.outcome(DeliveryOutcome::Dead);
-            m.attempts.observe(f64::from(config.max_attempts));
+            if reason == "max_attempts" {
+                m.attempts.observe(f64::from(config.max_attempts));
+            }
             return;
         }
         Ok(Take::Gone) => return,
@@ -169,12 +201,17 @@ async fn deliver(
                 // Breaker open or bulkhead full: wait for the cell without burning the
                 // attempt, rather than hammering it.
                 let due = now_ms() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(50);
-                if store.defer(&p, &token, now_ms(), due, attempt).await.is_ok() {
+                if store
+                    .defer(&p, &token, now_ms(), due, attempt, "")
+                    .await
+                    .is_ok()
+                {
                     m.outcome(DeliveryOutcome::Deferred);
                 }
                 return;
             }
         };
+        let probe = admitted.is_probe();
         let origin = TraceParent::parse_str(&request.traceparent);
         let trace = crate::telemetry::link_trace(&tracing::Span::current(), origin);
         let sent = proxy
@@ -182,6 +219,29 @@ async fn deliver(
             .await;
         let now = now_ms();
         let cell_name = cell.name();
+        let failed = match &sent {
+            Sent::Answered { status, .. } if retryable(*status) => {
+                Some(format!("{cell_name} answered {status}"))
+            }
+            Sent::Failed(detail) => Some(format!("{cell_name}: {detail}")),
+            Sent::Answered { .. } => None,
+        };
+        if let (true, Some(error)) = (probe, &failed) {
+            // A half-open probe of a cell whose breaker opened: the cell was known to be
+            // failing, so the attempt does not count. Without this, a long outage would
+            // dead-letter the entries that happened to be picked as probes again and again.
+            let wait = queue.backoff(attempt, fastrand::u64(..)).max(PROBE_PAUSE);
+            let due = now + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+            let note = format!("{error} (breaker probe; not counted)");
+            if store
+                .defer(&p, &token, now, due, attempt, &note)
+                .await
+                .is_ok()
+            {
+                m.outcome(DeliveryOutcome::Deferred);
+            }
+            return;
+        }
         let result = match &sent {
             Sent::Answered { status, .. } if (200..400).contains(status) => store
                 .succeed(&p, &token, now, config.retention, *status, cell_name, attempt)
@@ -264,20 +324,10 @@ async fn retry_or_bury(
     })
 }
 
-/// Moves due retries back, claims abandoned work, for every partition.
-async fn maintain(
-    queue: DeliveryQueue,
-    proxy: Proxy,
-    slots: Arc<Semaphore>,
-    stop: CancellationToken,
-) {
-    let visibility = queue.config().visibility_timeout;
-    // Claim often enough that abandoned work waits at most about 1.5 visibility timeouts.
-    let claim_every = (visibility / 2).max(Duration::from_millis(100));
+/// Moves due retries and deferrals back into the streams of every partition.
+async fn promote(queue: DeliveryQueue, stop: CancellationToken) {
     let mut tick = tokio::time::interval(PROMOTE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_claim = tokio::time::Instant::now();
-    let mut cursors: Vec<String> = vec!["0-0".to_owned(); queue.partitions().len()];
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -288,50 +338,74 @@ async fn maintain(
                 debug!(cell = p.cell(), error = %e, "promote failed");
             }
         }
-        if last_claim.elapsed() < claim_every {
-            continue;
+    }
+}
+
+/// Claims `p`'s tokens that sat with a worker longer than the visibility timeout (that
+/// worker is presumed dead, or its read's answer was lost) and delivers them, within the
+/// worker slots.
+///
+/// Waits for a slot in the semaphore's queue like a reader: readers hold the free slots
+/// while they block on the stream, so a claim that only took a slot when one happened to
+/// be free would never run on an idle gateway, and abandoned work would wait forever.
+async fn claim(
+    queue: DeliveryQueue,
+    proxy: Proxy,
+    p: Partition,
+    slots: Arc<Semaphore>,
+    stop: CancellationToken,
+) {
+    let visibility = queue.config().visibility_timeout;
+    // Claim often enough that abandoned work waits at most about 1.5 visibility timeouts.
+    let every = (visibility / 2).max(Duration::from_millis(100));
+    let mut cursor = "0-0".to_owned();
+    let mut pause = every;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = stop.cancelled() => return,
         }
-        last_claim = tokio::time::Instant::now();
-        for (i, p) in queue.partitions().iter().enumerate() {
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                continue;
-            };
-            let free = slots.available_permits() + 1;
-            match queue
-                .store()
-                .claim(
-                    p,
-                    queue.consumer(),
-                    visibility,
-                    &cursors[i],
-                    free.min(BATCH),
-                )
-                .await
-            {
-                Ok((next, tokens)) => {
-                    cursors[i] = next;
-                    let mut permits = vec![permit];
-                    for token in tokens {
-                        let permit = match permits.pop() {
-                            Some(p) => p,
-                            None => match slots.clone().acquire_owned().await {
-                                Ok(p) => p,
-                                Err(_) => return,
-                            },
-                        };
-                        queue.metrics().claimed.inc();
-                        debug!(id = %token.id, "claimed an abandoned delivery");
-                        tokio::spawn(deliver(
-                            queue.clone(),
-                            proxy.clone(),
-                            p.clone(),
-                            token,
-                            permit,
-                        ));
-                    }
-                }
-                Err(e) => debug!(cell = p.cell(), error = %e, "claim failed"),
+        let first = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            () = stop.cancelled() => return,
+        };
+        let mut permits = vec![first];
+        while permits.len() < BATCH {
+            match slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
             }
+        }
+        let wanted = permits.len();
+        pause = every;
+        match queue
+            .store()
+            .claim(&p, queue.consumer(), visibility, &cursor, wanted)
+            .await
+        {
+            Ok((next, tokens)) => {
+                // A full batch, or a scan cut short: there may be more right away.
+                if tokens.len() == wanted || next != "0-0" {
+                    pause = Duration::ZERO;
+                }
+                cursor = next;
+                for token in tokens {
+                    let Some(permit) = permits.pop() else { break };
+                    queue.metrics().claimed.inc();
+                    debug!(id = %token.id, "claimed an abandoned delivery");
+                    tokio::spawn(deliver(
+                        queue.clone(),
+                        proxy.clone(),
+                        p.clone(),
+                        token,
+                        permit,
+                    ));
+                }
+            }
+            Err(e) => debug!(cell = p.cell(), error = %e, "claim failed"),
         }
     }
 }

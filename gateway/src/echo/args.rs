@@ -1,6 +1,6 @@
 //! Flags of `cellgate echo-cell` and the options they produce.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 /// How long [`serve`](super::serve) waits for in-flight requests after shutdown by default.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -27,6 +27,12 @@ pub struct EchoArgs {
     /// Fraction of requests answered 500, between 0 and 1.
     #[arg(long, default_value_t = 0.0, value_parser = parse_error_rate)]
     pub error_rate: f64,
+
+    /// Append one line per echoed request (not `/healthz`, not `/_fault`) to this file: its
+    /// `Idempotency-Key`, then a tab and its `X-Delivery-Attempt` if present. Written as each
+    /// request arrives, so the file survives SIGKILL.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
 }
 
 impl EchoArgs {
@@ -38,6 +44,7 @@ impl EchoArgs {
             latency: self.latency,
             error_rate: self.error_rate,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            record: self.record.clone(),
         }
     }
 }
@@ -55,6 +62,8 @@ pub struct EchoOptions {
     pub error_rate: f64,
     /// How long in-flight requests may take to finish once shutdown starts.
     pub shutdown_grace: Duration,
+    /// File to append one line per echoed request to (see [`EchoArgs::record`]).
+    pub record: Option<PathBuf>,
 }
 
 impl EchoOptions {
@@ -66,6 +75,7 @@ impl EchoOptions {
             latency: Duration::ZERO,
             error_rate: 0.0,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            record: None,
         }
     }
 }

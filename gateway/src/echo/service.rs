@@ -17,6 +17,7 @@ use super::{
     body::EchoBody,
     error::EchoError,
     fault::{FaultUpdate, Faults},
+    record::Recorder,
     reply::{BodyStats, Fault, Replies, json_content_type},
     shape::Shape,
 };
@@ -31,6 +32,8 @@ pub(crate) struct Echo {
     replies: Replies,
     /// Stats of an empty body, the common case of GETs.
     empty_body: BodyStats,
+    /// `--record`: where echoed requests are logged.
+    recorder: Option<Recorder>,
 }
 
 /// What the per-request headers ask for.
@@ -57,6 +60,7 @@ impl Echo {
             .clone()
             .unwrap_or_else(|| format!("{}@{local}", opts.name));
         let replies = Replies::new(&opts.name, &instance).map_err(std::io::Error::other)?;
+        let recorder = opts.record.as_deref().map(Recorder::open).transpose()?;
         Ok(Self {
             faults: Faults::new(opts.latency, opts.error_rate),
             replies,
@@ -65,6 +69,7 @@ impl Echo {
                 xxh3: xxh3_64(b""),
                 spread_ms: 0,
             },
+            recorder,
         })
     }
 
@@ -90,6 +95,10 @@ impl Echo {
     }
 
     async fn echo(&self, req: Request<Incoming>) -> Result<Response<EchoBody>, EchoError> {
+        // On arrival, before anything can fail or wait: the test asks what reached the cell.
+        if let Some(recorder) = &self.recorder {
+            recorder.record(req.headers());
+        }
         // Malformed directives are refused before the body is read: nothing to echo.
         let directives = Directives::from_headers(req.headers())?;
         let shape = Shape::from_query(req.uri().query())?;

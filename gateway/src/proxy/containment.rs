@@ -6,13 +6,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cell_router::containment::{
-    BreakerConfig, Bulkhead, CircuitBreaker, Ejection, Load, Outcome, OutlierConfig,
-    OutlierDetector, P2c, PeakEwma, PeakEwmaConfig, RetryBudget, RetryBudgetConfig, RetryPolicy,
-    RetryPolicyConfig, Transition,
+    Bulkhead, CircuitBreaker, Ejection, HealthCheckConfig, Load, Outcome, OutlierDetector, P2c,
+    PeakEwma, PeakEwmaConfig, RetryBudget, RetryPolicy, Transition,
 };
+
+use crate::config::CellTuning;
 use tracing::warn;
 
 use crate::metrics::ContainmentMetrics;
+
+use super::health::ProbeLog;
 
 /// Containment state of one cell.
 #[derive(Debug)]
@@ -23,27 +26,43 @@ pub struct CellContainment {
     ewmas: Box<[PeakEwma]>,
     budget: RetryBudget,
     policy: RetryPolicy,
+    health_check: HealthCheckConfig,
+    probes: ProbeLog,
     metrics: ContainmentMetrics,
 }
 
 impl CellContainment {
-    /// State for a cell with `upstreams` instances and a bulkhead of `max_in_flight`.
+    /// State for a cell with `upstreams` instances, a bulkhead of `max_in_flight` and the
+    /// cell's `tuning`.
     pub fn new(
         upstreams: usize,
         max_in_flight: usize,
+        tuning: &CellTuning,
         metrics: ContainmentMetrics,
         now: Instant,
     ) -> CellContainment {
         let ewma = PeakEwmaConfig::default();
         CellContainment {
-            breaker: CircuitBreaker::new(BreakerConfig::default(), now),
+            breaker: CircuitBreaker::new(tuning.breaker.clone(), now),
             bulkhead: Arc::new(Bulkhead::new(max_in_flight)),
-            detector: OutlierDetector::new(OutlierConfig::default(), upstreams, now),
+            detector: OutlierDetector::new(tuning.outlier.clone(), upstreams, now),
             ewmas: (0..upstreams).map(|_| PeakEwma::new(&ewma, now)).collect(),
-            budget: RetryBudget::new(&RetryBudgetConfig::default(), now),
-            policy: RetryPolicy::new(RetryPolicyConfig::default()),
+            budget: RetryBudget::new(&tuning.retry_budget, now),
+            policy: RetryPolicy::new(tuning.retry_policy.clone()),
+            health_check: tuning.health_check.clone(),
+            probes: ProbeLog::new(upstreams),
             metrics,
         }
+    }
+
+    /// The active health check settings of the cell's upstreams.
+    pub fn health_check(&self) -> &HealthCheckConfig {
+        &self.health_check
+    }
+
+    /// The raw results of the latest active probes of the cell's upstreams.
+    pub fn probes(&self) -> &ProbeLog {
+        &self.probes
     }
 
     /// The cell's circuit breaker.

@@ -36,6 +36,13 @@ pub struct Admitted<'a> {
     slot: OwnedBulkheadPermit,
 }
 
+impl Admitted<'_> {
+    /// Whether the delivery is a half-open probe of the cell's breaker.
+    pub fn is_probe(&self) -> bool {
+        self.permit.is_probe()
+    }
+}
+
 /// What came of one delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sent {

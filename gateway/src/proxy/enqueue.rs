@@ -2,6 +2,7 @@
 //! delivery queue and answered `202`; `GET /_cellgate/deliveries/<id>` reports on them.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, LOCATION};
@@ -158,6 +159,11 @@ impl Inner {
         if method != Method::GET && method != Method::HEAD {
             return Err(ErrorCode::NotFound);
         }
+        // Lookups are not rate limited (no routing key) and each is a Redis call: cap how many
+        // run at once so a flood of them cannot load Redis for the queue itself.
+        let Some(_lookup) = StatusLookup::enter(&self.status_lookups) else {
+            return Err(ErrorCode::Overloaded);
+        };
         match queue.status(id).await {
             Ok(Some(record)) => {
                 let value = serde_json::to_value(record.public()).unwrap_or_default();
@@ -169,6 +175,29 @@ impl Inner {
                 Err(ErrorCode::QueueUnavailable)
             }
         }
+    }
+}
+
+/// Most delivery status lookups in flight per gateway.
+pub(super) const MAX_STATUS_LOOKUPS: usize = 256;
+
+/// Holds one of the [`MAX_STATUS_LOOKUPS`] slots until dropped.
+struct StatusLookup<'a>(&'a AtomicUsize);
+
+impl<'a> StatusLookup<'a> {
+    fn enter(count: &'a AtomicUsize) -> Option<Self> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_STATUS_LOOKUPS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| StatusLookup(count))
+    }
+}
+
+impl Drop for StatusLookup<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -15,8 +15,12 @@ use tracing::{info, warn};
 
 use super::Proxy;
 
+mod probes;
+
+pub use probes::ProbeLog;
+
 /// Starts one prober per upstream and one latency scanner per cell; they stop with `stop`.
-pub fn spawn(proxy: &Proxy, config: HealthCheckConfig, stop: &CancellationToken) {
+pub fn spawn(proxy: &Proxy, stop: &CancellationToken) {
     for (c, cell) in proxy.cells().iter().enumerate() {
         cell.containment()
             .metrics()
@@ -27,7 +31,7 @@ pub fn spawn(proxy: &Proxy, config: HealthCheckConfig, stop: &CancellationToken)
                 proxy.clone(),
                 c,
                 u,
-                config.clone(),
+                cell.containment().health_check().clone(),
                 stop.clone(),
             ));
         }
@@ -59,6 +63,9 @@ async fn probe_loop(
         };
         let authority = u.authority().as_str();
         let passed = probe(authority, &config.path, config.timeout).await;
+        c.containment()
+            .probes()
+            .record(upstream, passed, Instant::now());
         if let Some(health) = check.record(passed) {
             let healthy = health == Health::Healthy;
             let containment = c.containment();

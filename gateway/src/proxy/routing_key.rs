@@ -156,6 +156,7 @@ mod tests {
         RoutingKeys::new(&RoutingConfig {
             key: sources,
             missing_key: missing,
+            priorities: Vec::new(),
         })
     }
 

@@ -156,6 +156,7 @@ fn build_cell(
         containment: CellContainment::new(
             upstreams.len(),
             config.max_in_flight,
+            &config.tuning,
             metrics.containment(&config.name),
             std::time::Instant::now(),
         ),

@@ -104,11 +104,47 @@ fn check_config_reports_file_and_line_and_exits_1() {
 fn usage_errors_exit_2_and_help_helps() {
     assert_eq!(run(&["serve"]).status.code(), Some(2));
     assert_eq!(run(&["no-such-command"]).status.code(), Some(2));
+    let zero = run(&[
+        "--worker-threads",
+        "0",
+        "check-config",
+        "--config",
+        "x.toml",
+    ]);
+    assert_eq!(zero.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("--worker-threads"));
     let help = run(&["--help"]);
     assert!(help.status.success());
     let text = String::from_utf8_lossy(&help.stdout);
     for command in ["serve", "check-config", "demo", "echo-cell"] {
         assert!(text.contains(command), "--help lacks {command}: {text}");
+    }
+}
+
+#[test]
+fn a_single_threaded_gateway_serves() {
+    let cell = EchoCell::start(bin(), "cell-1");
+    let gateway = Gateway::start_with_env(
+        bin(),
+        &format!(
+            "[server]\nlisten = \"{{listen}}\"\nadmin_listen = \"{{admin_listen}}\"\n\n[[cells]]\nname = \"cell-1\"\nupstreams = [\"{}\"]\n",
+            cell.addr
+        ),
+        &[("CELLGATE_WORKER_THREADS", "1")],
+    );
+    for i in 0..20 {
+        let user = format!("u{i}");
+        let response = test_support::http::request(
+            gateway.addr,
+            "GET",
+            "/one-thread",
+            &[("x-user-id", &user)],
+            b"",
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("x-cell"), Some("cell-1"));
     }
 }
 

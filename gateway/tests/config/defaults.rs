@@ -114,3 +114,29 @@ fn non_loopback_admin_with_token_and_zero_weight_cells_are_fine() {
     assert_eq!(config.cells[0].weight, 0.0);
     assert_eq!(config.cells[1].weight, 2.5);
 }
+
+#[test]
+fn auto_evacuation_is_off_unless_enabled() {
+    use cell_router::containment::AutoEvacuationConfig;
+    let off = parse(CELL).control.auto_evacuation;
+    assert_eq!(off, AutoEvacuationConfig::default());
+    assert!(!off.enabled);
+    assert_eq!(off.max_auto_evacuated, 1);
+    let on = parse(&format!(
+        "[control.auto_evacuation]\nenabled = true\nopen_for = \"10s\"\nhealthy_for = \"2m\"\n\
+         max_auto_evacuated = 2\ndrain_over = \"0s\"\nundrain_over = \"5m\"\n{CELL}"
+    ))
+    .control
+    .auto_evacuation;
+    assert_eq!(
+        on,
+        AutoEvacuationConfig {
+            enabled: true,
+            open_for: Duration::from_secs(10),
+            healthy_for: Duration::from_secs(120),
+            max_auto_evacuated: 2,
+            drain_over: Duration::ZERO,
+            undrain_over: Duration::from_secs(300),
+        }
+    );
+}

@@ -516,3 +516,38 @@ fn bad_policy_names_and_limiter_settings() {
         &["ratelimit.max_keys` must be at least 1"],
     );
 }
+
+#[test]
+fn auto_evacuation_ranges() {
+    let table = "[control]\nmin_active_cells = 1\n\n[control.auto_evacuation]\nenabled = true\n";
+    let cases: [(&str, &[&str]); 6] = [
+        (
+            "open_for = \"0s\"",
+            &["control.auto_evacuation.open_for", "greater than zero"],
+        ),
+        (
+            "healthy_for = \"soon\"",
+            &["control.auto_evacuation.healthy_for", "invalid duration"],
+        ),
+        (
+            "max_auto_evacuated = 0",
+            &["control.auto_evacuation.max_auto_evacuated", "at least 1"],
+        ),
+        (
+            "undrain_over = \"25h\"",
+            &["control.auto_evacuation.undrain_over", "at most 24h"],
+        ),
+        ("enabled = \"yes\"", &["invalid type", "boolean"]),
+        ("open_after = \"1s\"", &["unknown field `open_after`"]),
+    ];
+    for (line, words) in cases {
+        // A repeated `enabled` would be a TOML error of its own: replace it instead.
+        let text = if line.starts_with("enabled") {
+            format!("[control.auto_evacuation]\n{line}\n{CELL}")
+        } else {
+            format!("{table}{line}\n{CELL}")
+        };
+        let at = if line.starts_with("enabled") { 2 } else { 6 };
+        assert_error(&text, at, words);
+    }
+}

@@ -127,3 +127,11 @@ fn load_reports_lines_with_the_path_as_given() {
         "{err}"
     );
 }
+
+#[test]
+fn shipped_example_spells_out_the_control_defaults() {
+    let path = repo_file("config/cellgate.example.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let config = Config::parse(&text, ORIGIN, &env()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.control, gateway::config::ControlConfig::default());
+}

@@ -8,3 +8,4 @@ mod env;
 mod errors;
 mod examples;
 mod support;
+mod tuning;

@@ -8,7 +8,8 @@ use std::time::Duration;
 use cell_router::{Directory, Pin};
 use futures_util::StreamExt;
 use gateway::control::{
-    AUDIT_CAP, AuditEntry, DirectoryStore, GatewayStatus, MemoryStore, StoreError, now_ms,
+    AUDIT_CAP, AuditEntry, DirectoryStore, GatewayStatus, Lease, LeaseState, MemoryStore,
+    StoreError, now_ms,
 };
 use test_support::RedisServer;
 
@@ -77,7 +78,25 @@ conformance!(
     changes_are_announced_to_subscribers,
     heartbeats_expire_after_their_ttl,
     a_lost_directory_is_restored_only_over_an_older_one,
+    the_lease_has_one_holder_at_a_time_and_growing_tokens,
+    racing_gateways_get_the_lease_once,
+    fenced_writes_need_their_lease_in_force,
 );
+
+/// Waits until `holder` gets the lease (the current term expires), with a deadline.
+async fn acquire_when_free(s: &Subject, holder: &str, ttl: Duration) -> Lease {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let LeaseState::Held(lease) = s.store.acquire_lease(holder, None, ttl).await.unwrap()
+            {
+                break lease;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the lease frees up within 10 s")
+}
 
 async fn an_empty_store_is_version_zero(s: Subject) {
     assert_eq!(s.store.load().await.unwrap(), Directory::default());
@@ -285,4 +304,142 @@ async fn a_lost_directory_is_restored_only_over_an_older_one(s: Subject) {
         .await
         .unwrap();
     assert_eq!(s.store.version().await.unwrap(), 8);
+}
+
+async fn the_lease_has_one_holder_at_a_time_and_growing_tokens(s: Subject) {
+    let long = Duration::from_secs(60);
+    let a = match s.store.acquire_lease("gw-a", None, long).await.unwrap() {
+        LeaseState::Held(lease) => lease,
+        other => panic!("a free lease is granted, got {other:?}"),
+    };
+    assert_eq!(a.holder, "gw-a");
+    assert_eq!(
+        s.store.acquire_lease("gw-b", None, long).await.unwrap(),
+        LeaseState::Taken(a.clone())
+    );
+    // Renewing keeps the term and its token.
+    assert_eq!(
+        s.store.acquire_lease("gw-a", Some(&a), long).await.unwrap(),
+        LeaseState::Held(a.clone())
+    );
+    // The same id without the term (a restarted gateway) must wait like anyone else.
+    assert_eq!(
+        s.store.acquire_lease("gw-a", None, long).await.unwrap(),
+        LeaseState::Taken(a.clone())
+    );
+    // Released: the next holder gets a larger token at once.
+    s.store.release_lease(&a).await.unwrap();
+    let b = match s.store.acquire_lease("gw-b", None, long).await.unwrap() {
+        LeaseState::Held(lease) => lease,
+        other => panic!("a released lease is granted, got {other:?}"),
+    };
+    assert!(b.token > a.token, "{b:?} after {a:?}");
+    // Releasing a past term leaves the current one alone.
+    s.store.release_lease(&a).await.unwrap();
+    assert_eq!(
+        s.store.acquire_lease("gw-a", None, long).await.unwrap(),
+        LeaseState::Taken(b.clone())
+    );
+    // Not renewed: it expires, and the next term has a larger token again.
+    s.store.release_lease(&b).await.unwrap();
+    let short = s
+        .store
+        .acquire_lease("gw-c", None, Duration::from_millis(200))
+        .await
+        .unwrap();
+    let c = short.held().cloned().expect("granted");
+    let d = acquire_when_free(&s, "gw-d", Duration::from_secs(60)).await;
+    assert!(d.token > c.token && c.token > b.token);
+    assert_eq!(
+        s.store
+            .acquire_lease("gw-c", Some(&c), Duration::from_secs(60))
+            .await
+            .unwrap(),
+        LeaseState::Taken(d),
+        "an expired term is not renewed"
+    );
+}
+
+async fn racing_gateways_get_the_lease_once(s: Subject) {
+    let ttl = Duration::from_secs(60);
+    for round in 0..20 {
+        let (ra, rb) = tokio::join!(
+            s.store.acquire_lease("gw-a", None, ttl),
+            s.store.acquire_lease("gw-b", None, ttl),
+        );
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        let holders: Vec<&Lease> = [&ra, &rb].into_iter().filter_map(|r| r.held()).collect();
+        assert_eq!(holders.len(), 1, "round {round}: {ra:?} / {rb:?}");
+        assert_eq!(
+            ra.lease(),
+            rb.lease(),
+            "round {round}: both see the same term"
+        );
+        s.store.release_lease(holders[0]).await.unwrap();
+    }
+}
+
+async fn fenced_writes_need_their_lease_in_force(s: Subject) {
+    let ttl = Duration::from_secs(60);
+    let a = s
+        .store
+        .acquire_lease("gw-a", None, ttl)
+        .await
+        .unwrap()
+        .held()
+        .cloned()
+        .expect("granted");
+    let v0 = s.store.load().await.unwrap();
+    let v1 = next_of(&v0, "alice");
+    s.store
+        .compare_and_set_fenced(0, &v1, &audit(1, "alice"), &a)
+        .await
+        .unwrap();
+    // gw-a loses the lease (released here; expiry is the same to the store) to gw-b: a
+    // write gw-a decided under its term is refused, even on the right version.
+    s.store.release_lease(&a).await.unwrap();
+    let b = s
+        .store
+        .acquire_lease("gw-b", None, ttl)
+        .await
+        .unwrap()
+        .held()
+        .cloned()
+        .expect("granted");
+    let v2 = next_of(&v1, "bob");
+    assert_eq!(
+        s.store
+            .compare_and_set_fenced(1, &v2, &audit(2, "bob"), &a)
+            .await,
+        Err(StoreError::Fenced { lease: a.clone() })
+    );
+    assert_eq!(s.store.load().await.unwrap(), v1, "nothing was written");
+    assert_eq!(s.store.audit(10).await.unwrap().len(), 1);
+    // The current holder's write goes through; a fenced write still checks the version.
+    let stale = next_of(&v0, "carol");
+    assert_eq!(
+        s.store
+            .compare_and_set_fenced(0, &stale, &audit(1, "carol"), &b)
+            .await,
+        Err(StoreError::Conflict { current: 1 })
+    );
+    s.store
+        .compare_and_set_fenced(1, &v2, &audit(2, "bob"), &b)
+        .await
+        .unwrap();
+    // Operators' writes are not fenced.
+    let v3 = next_of(&v2, "dave");
+    s.store
+        .compare_and_set(2, &v3, &audit(3, "dave"))
+        .await
+        .unwrap();
+    // With no lease in force at all, every fenced write is refused.
+    s.store.release_lease(&b).await.unwrap();
+    let v4 = next_of(&v3, "erin");
+    assert_eq!(
+        s.store
+            .compare_and_set_fenced(3, &v4, &audit(4, "erin"), &b)
+            .await,
+        Err(StoreError::Fenced { lease: b })
+    );
 }

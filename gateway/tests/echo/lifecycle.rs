@@ -104,6 +104,7 @@ fn args(name: &str, listen: std::net::SocketAddr) -> EchoArgs {
         instance: None,
         latency: Duration::ZERO,
         error_rate: 0.0,
+        record: None,
     }
 }
 

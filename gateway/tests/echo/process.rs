@@ -49,3 +49,34 @@ fn sigterm_stops_the_process_cleanly() {
         .expect("exit after SIGTERM");
     assert!(status.success(), "{status:?}: {}", cell.logs());
 }
+
+#[test]
+fn record_appends_one_line_per_echoed_request() {
+    let cell = EchoCell::start_recording(cellgate(), "recorder", &[]);
+    let timeout = Duration::from_secs(5);
+    let with_key = [("idempotency-key", "k-1"), ("x-delivery-attempt", "2")];
+    assert_eq!(
+        http::request(cell.addr, "POST", "/a", &with_key, b"x", timeout)
+            .unwrap()
+            .status,
+        200
+    );
+    http::get(cell.addr, "/healthz").unwrap();
+    http::get(cell.addr, "/_fault").unwrap();
+    // Recorded even when the answer is an injected failure.
+    let failing = [("idempotency-key", "k-2"), ("x-echo-status", "503")];
+    assert_eq!(
+        http::request(cell.addr, "GET", "/b", &failing, b"", timeout)
+            .unwrap()
+            .status,
+        503
+    );
+    http::get(cell.addr, "/no-key").unwrap();
+
+    let recorded = cell.recorded();
+    let lines: Vec<(&str, Option<u32>)> = recorded
+        .iter()
+        .map(|r| (r.idempotency_key.as_str(), r.attempt))
+        .collect();
+    assert_eq!(lines, [("k-1", Some(2)), ("k-2", None), ("", None)]);
+}

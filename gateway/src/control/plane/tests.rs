@@ -292,6 +292,7 @@ fn describe_names_states_and_pins() {
             since_ms: T0,
             over_ms: 90_000,
         },
+        auto: false,
     });
     assert_eq!(
         describe(&dir, "undrain", "cell-1", T0 + 45_000),
@@ -310,4 +311,66 @@ fn describe_names_states_and_pins() {
         "pinned to cell-2 (stays through drains)"
     );
     assert_eq!(describe(&dir, "unpin", "bob", T0), "unpinned");
+}
+
+#[tokio::test]
+async fn an_automatic_change_needs_its_lease_in_force() {
+    let f = fixture().await;
+    let p = f.plane.placement().clone();
+    let ttl = Duration::from_secs(5);
+    let mine = f.plane.acquire_lease(None, ttl).await.unwrap();
+    let mine = mine.held().cloned().unwrap();
+    assert_eq!(mine.holder, "gw-1");
+    // This gateway stalls past its lease and another gateway takes over.
+    f.clock.advance(Duration::from_secs(6));
+    let theirs = f.store.acquire_lease("gw-2", None, ttl).await.unwrap();
+    let theirs = theirs.held().cloned().unwrap();
+    let now = f.plane.now_ms();
+    let auto_drain = |p: &Placement| {
+        let p = p.clone();
+        move |dir: &Directory| dir.auto_drain(&p, "cell-2", 10_000, now, Guard::default())
+    };
+    let reason = || Some("breaker open for 31s".to_owned());
+    let err = f
+        .plane
+        .apply_fenced(
+            &mine,
+            "auto-evacuation@gw-1",
+            "drain",
+            "cell-2",
+            reason(),
+            auto_drain(&p),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ApplyError::Fenced {
+            lease: mine.clone()
+        }
+    );
+    assert_eq!(f.store.version().await.unwrap(), 0, "nothing written");
+    assert_eq!(
+        f.plane.acquire_lease(Some(&mine), ttl).await.unwrap(),
+        LeaseState::Taken(theirs.clone())
+    );
+
+    let applied = f
+        .plane
+        .apply_fenced(
+            &theirs,
+            "auto-evacuation@gw-2",
+            "drain",
+            "cell-2",
+            reason(),
+            auto_drain(&p),
+        )
+        .await
+        .unwrap();
+    assert!(applied.is_auto("cell-2"));
+    assert!(f.plane.table().directory().is_auto("cell-2"));
+    let entry = &f.plane.audit(1).await[0];
+    assert_eq!(entry.actor, "auto-evacuation@gw-2");
+    assert_eq!(entry.reason.as_deref(), Some("breaker open for 31s"));
+    assert_eq!(entry.to, "draining over 10s (0% done)");
 }

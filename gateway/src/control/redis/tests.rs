@@ -69,7 +69,7 @@ async fn a_script_run_after_its_deadline_writes_nothing() {
     let store = store(&redis);
     let err = store
         .inner
-        .cas_until(0, &directory(1), &entry(1), 1)
+        .cas_until(0, &directory(1), &entry(1), 1, None)
         .await
         .unwrap_err();
     assert!(
@@ -81,7 +81,7 @@ async fn a_script_run_after_its_deadline_writes_nothing() {
     // Without a deadline (0) the same call goes through.
     store
         .inner
-        .cas_until(0, &directory(1), &entry(1), 0)
+        .cas_until(0, &directory(1), &entry(1), 0, None)
         .await
         .unwrap();
     assert_eq!(store.version().await.unwrap(), 1);
