@@ -200,8 +200,14 @@ impl Gateway {
             // Runs without Redis too: it evicts idle keys.
             limits.limiter().spawn_sync(limiter_sync, stop.clone());
         }
-        let workers = delivery
-            .map(|queue| crate::delivery::worker::spawn(queue, proxy.clone(), stop.clone()));
+        let workers = delivery.map(|queue| {
+            crate::delivery::worker::spawn(
+                queue,
+                proxy.clone(),
+                stop.clone(),
+                limits.shutdown_grace,
+            )
+        });
         let evacuation = evacuator.spawn(proxy.clone(), stop.clone());
         let ready = admin.ready.clone();
         tokio::spawn(sample_rates(
@@ -317,7 +323,10 @@ fn delivery_queue(
             "Redis Cluster is not supported yet; use `url`".to_owned(),
         )));
     };
-    let store = QueueStore::open(url, redis.timeout).map_err(StartError::Delivery)?;
+    // Workers and operators are off the request path: they get the control plane's budget
+    // (`[control].timeout`), requests keep `[redis].timeout`.
+    let background = config.control.timeout.max(redis.timeout);
+    let store = QueueStore::open(url, redis.timeout, background).map_err(StartError::Delivery)?;
     Ok(Some(DeliveryQueue::new(
         store,
         delivery.clone(),

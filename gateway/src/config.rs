@@ -126,6 +126,19 @@ impl Config {
             .as_ref()
             .map(|d| delivery::build(d, &ctx))
             .transpose()?;
+        if let (
+            Some(raw_d),
+            Some(RedisConfig {
+                target: RedisTarget::Cluster(_),
+                ..
+            }),
+        ) = (&raw.delivery, &redis)
+        {
+            return Err(ctx.error_at(
+                raw_d.span(),
+                "[delivery] does not support Redis Cluster yet: use `redis.url`",
+            ));
+        }
         if let (Some(d), Some(raw_d)) = (&delivery, &raw.delivery) {
             // A live delivery slower than the visibility timeout would be claimed by another
             // worker and sent twice.

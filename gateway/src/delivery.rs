@@ -315,7 +315,12 @@ mod tests {
             .build()
             .unwrap();
         let _guard = rt.enter();
-        let store = QueueStore::open("redis://127.0.0.1:1", Duration::from_millis(50)).unwrap();
+        let store = QueueStore::open(
+            "redis://127.0.0.1:1",
+            Duration::from_millis(50),
+            Duration::from_secs(1),
+        )
+        .unwrap();
         let mut registry = prometheus_client::registry::Registry::default();
         let names = ["a", "b", "c"].map(str::to_owned);
         DeliveryQueue::new(

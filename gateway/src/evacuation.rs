@@ -254,6 +254,7 @@ impl Run {
         let actor = format!("auto-evacuation@{}", control.gateway_id());
         let placement = control.placement().clone();
         let guard = self.inner.guard;
+        let max_auto = config.max_auto_evacuated;
         let now_ms = control.now_ms();
         let name = cell.as_str();
         let result = control
@@ -264,6 +265,11 @@ impl Run {
                 name,
                 Some(reason.clone()),
                 move |dir| match change {
+                    // The cap again, on the stored directory: this gateway's copy may not yet
+                    // show a drain a previous lease holder made just before handing over.
+                    Change::Drain if dir.auto_evacuated_except(name, now_ms) >= max_auto => {
+                        Err(DirectoryError::AutoCapReached { max: max_auto })
+                    }
                     Change::Drain => dir.auto_drain(&placement, name, over_ms, now_ms, guard),
                     Change::Undrain => dir.auto_undrain(&placement, name, over_ms, now_ms),
                 },

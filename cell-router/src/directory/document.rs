@@ -124,6 +124,16 @@ impl Directory {
             .is_some_and(|c| c.auto)
     }
 
+    /// Cells other than `except` that the automation has out of service at `now_ms`
+    /// (marked [`auto`](DirectoryCell::auto) and not active): what `max_auto_evacuated` caps.
+    pub fn auto_evacuated_except(&self, except: &str, now_ms: u64) -> usize {
+        self.cells
+            .iter()
+            .filter(|c| c.auto && c.name != except)
+            .filter(|c| c.state.settled(now_ms) != crate::CellState::Active)
+            .count()
+    }
+
     /// The pin of `key`, if any.
     pub fn pin_of(&self, key: &str) -> Option<&Pin> {
         self.pins.get(key)

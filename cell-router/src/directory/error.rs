@@ -86,6 +86,14 @@ pub enum DirectoryError {
         /// Its current state's [name](crate::CellState::name).
         state: &'static str,
     },
+
+    /// An automatic drain while `max` cells are already out by the automation (drained,
+    /// draining or undraining with the `auto` mark), as the stored directory shows.
+    #[error("{max} cell(s) already auto-evacuated; the cap holds")]
+    AutoCapReached {
+        /// The cap (`max_auto_evacuated`).
+        max: usize,
+    },
 }
 
 impl DirectoryError {
@@ -102,6 +110,7 @@ impl DirectoryError {
             Self::NotPinned { .. } => "not_pinned",
             Self::AlreadyInState { .. } => "already_in_state",
             Self::NotAutomatic { .. } => "not_automatic",
+            Self::AutoCapReached { .. } => "auto_cap_reached",
         }
     }
 }

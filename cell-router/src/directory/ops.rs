@@ -98,6 +98,11 @@ impl Directory {
         check_duration(over_ms)?;
         let current = self.state(cell).settled(now_ms);
         let next = match current {
+            // Drained by the automation: the operator takes it over (the automation would
+            // otherwise undrain it once healthy), nothing else changes.
+            CellState::Drained if self.is_auto(cell) => {
+                return Ok(self.with_state(cell, CellState::Drained, now_ms, false));
+            }
             CellState::Drained => return Err(already(cell, &current)),
             CellState::Draining { over_ms: o, .. } if o == over_ms => current.clone(),
             _ => ramp(false, current.away(now_ms), over_ms, now_ms),
@@ -159,6 +164,10 @@ impl Directory {
         let idx = known(placement, cell)?;
         let current = self.state(cell).settled(now_ms);
         if current == CellState::Drained {
+            if self.is_auto(cell) {
+                // Taking over a cell the automation drained.
+                return Ok(self.with_state(cell, CellState::Drained, now_ms, false));
+            }
             return Err(already(cell, &current));
         }
         self.check_guard(placement, idx, &current, now_ms, guard)?;

@@ -92,6 +92,35 @@ fn any_operator_change_takes_the_cell_over() {
 }
 
 #[test]
+fn an_operator_takes_over_a_cell_the_automation_fully_drained() {
+    let p = placement(3);
+    let auto = Directory::default()
+        .auto_drain(&p, "cell-2", 10_000, T0, Guard::default())
+        .unwrap();
+    // Long after the ramp: the cell is drained, and still the automation's.
+    let now = T0 + 60_000;
+    assert!(auto.is_auto("cell-2"));
+    for dir in [
+        auto.drain(&p, "cell-2", 10_000, now, Guard::default())
+            .unwrap(),
+        auto.evacuate(&p, "cell-2", now, Guard::default()).unwrap(),
+    ] {
+        assert!(!dir.is_auto("cell-2"), "{dir:?}");
+        assert_eq!(control(&dir, "cell-2", now), CellControl::Human);
+        assert_eq!(dir.state("cell-2").settled(now), CellState::Drained);
+        // And the automation can no longer bring it back.
+        assert!(dir.auto_undrain(&p, "cell-2", 10_000, now + 1).is_err());
+    }
+    // A human-drained cell is still "already drained".
+    let human = auto.evacuate(&p, "cell-2", now, Guard::default()).unwrap();
+    assert!(
+        human
+            .drain(&p, "cell-2", 10_000, now, Guard::default())
+            .is_err()
+    );
+}
+
+#[test]
 fn the_automation_never_overrides_an_operator() {
     let p = placement(3);
     let human = Directory::default()
@@ -171,4 +200,19 @@ fn the_guard_applies_to_the_automation() {
         dir.auto_drain(&p, "cell-2", 10_000, T0, Guard::default()),
         Err(DirectoryError::WouldLeaveTooFewActive { .. })
     ));
+}
+
+#[test]
+fn the_stored_directory_counts_auto_evacuated_cells() {
+    let p = placement(3);
+    let dir = Directory::default()
+        .auto_drain(&p, "cell-1", 10_000, T0, Guard::default())
+        .unwrap();
+    assert_eq!(dir.auto_evacuated_except("cell-2", T0 + 1), 1);
+    assert_eq!(dir.auto_evacuated_except("cell-1", T0 + 1), 0);
+    // An operator's drain does not count against the automation's cap.
+    let human = dir
+        .drain(&p, "cell-3", 10_000, T0, Guard::default())
+        .unwrap();
+    assert_eq!(human.auto_evacuated_except("cell-2", T0 + 1), 1);
 }

@@ -7,6 +7,9 @@ use toml::Spanned;
 use super::raw::RawDelivery;
 use super::validate::{Ctx, Result, or_default};
 
+/// Most concurrent deliveries one gateway may run.
+pub const MAX_WORKERS: usize = 4096;
+
 /// `[delivery]`: workers and retry policy of the async delivery queue. Needs `[redis]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryConfig {
@@ -54,7 +57,14 @@ pub(super) fn build(raw: &Spanned<RawDelivery>, ctx: &Ctx<'_>) -> Result<Deliver
     let d = DeliveryConfig::default();
     let raw = raw.get_ref();
     let workers = or_default(raw.workers.as_ref(), d.workers, |v| {
-        ctx.usize_at_least(v, 0, "`delivery.workers`")
+        let n = ctx.usize_at_least(v, 0, "`delivery.workers`")?;
+        if n > MAX_WORKERS {
+            return Err(ctx.error_at(
+                v.span(),
+                format!("`delivery.workers` must be at most {MAX_WORKERS}, got {n}"),
+            ));
+        }
+        Ok(n)
     })?;
     let max_attempts = or_default(raw.max_attempts.as_ref(), d.max_attempts, |v| {
         let attempts = ctx.int_at_least(v, 1, "`delivery.max_attempts`")?;
@@ -102,6 +112,23 @@ pub(super) fn build(raw: &Spanned<RawDelivery>, ctx: &Ctx<'_>) -> Result<Deliver
     let retention = or_default(raw.retention.as_ref(), d.retention, |v| {
         ctx.positive_duration(v, "`delivery.retention`")
     })?;
+    if retention < max_age {
+        let span = raw
+            .retention
+            .as_ref()
+            .or(raw.max_age.as_ref())
+            .map_or(0..0, Spanned::span);
+        // An idempotency key forgotten while its entry still retries would let a client's
+        // retry be accepted as a second delivery.
+        return Err(ctx.error_at(
+            span,
+            format!(
+                "`delivery.retention` ({}) must be at least `delivery.max_age` ({})",
+                humantime::format_duration(retention),
+                humantime::format_duration(max_age)
+            ),
+        ));
+    }
     Ok(DeliveryConfig {
         workers,
         max_attempts,

@@ -86,8 +86,12 @@ pub struct QueueStore {
 
 struct Inner {
     client: Client,
-    conn: ConnectionManager,
-    timeout: Duration,
+    /// Calls made on behalf of a request (enqueue, status), bounded by `[redis].timeout`.
+    front: Lane,
+    /// Workers' and operators' calls, on a connection of their own (a worker's large reply
+    /// must not delay a request's enqueue) with a longer timeout: a script that ran but whose
+    /// answer came late would otherwise count an attempt that was never made.
+    back: Lane,
     enqueue: Script,
     take: Script,
     defer: Script,
@@ -102,7 +106,8 @@ impl std::fmt::Debug for QueueStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // No URL: it may carry a password.
         f.debug_struct("QueueStore")
-            .field("timeout", &self.inner.timeout)
+            .field("timeout", &self.inner.front.timeout)
+            .field("background_timeout", &self.inner.back.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -117,12 +122,17 @@ macro_rules! script {
 }
 
 impl QueueStore {
-    /// A store on the Redis server at `url`; every call is bounded by `timeout`. Does not
-    /// connect, so a gateway starts while Redis is down.
+    /// A store on the Redis server at `url`. Calls made on behalf of a request are bounded by
+    /// `timeout`, workers' and operators' calls by `background_timeout`. Does not connect,
+    /// so a gateway starts while Redis is down.
     ///
     /// # Errors
     /// [`QueueError::Config`] for a bad URL or outside a Tokio runtime.
-    pub fn open(url: &str, timeout: Duration) -> Result<QueueStore, QueueError> {
+    pub fn open(
+        url: &str,
+        timeout: Duration,
+        background_timeout: Duration,
+    ) -> Result<QueueStore, QueueError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(QueueError::Config(
                 "the delivery queue must be opened inside a Tokio runtime".into(),
@@ -130,17 +140,11 @@ impl QueueStore {
         }
         let client =
             Client::open(url).map_err(|e| QueueError::Config(format!("invalid Redis URL: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(0);
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(|e| QueueError::Config(format!("cannot set up the Redis connection: {e}")))?;
         Ok(QueueStore {
             inner: Arc::new(Inner {
+                front: Lane::new(&client, timeout)?,
+                back: Lane::new(&client, background_timeout)?,
                 client,
-                conn,
-                timeout,
                 enqueue: script!("enqueue.lua"),
                 take: script!("take.lua"),
                 defer: script!("defer.lua"),
@@ -153,9 +157,9 @@ impl QueueStore {
         })
     }
 
-    /// The timeout every call is bounded by.
+    /// The timeout of calls made on behalf of a request.
     pub fn timeout(&self) -> Duration {
-        self.inner.timeout
+        self.inner.front.timeout
     }
 
     /// Stores `request` as delivery `id` of partition `p`, unless `p` holds `max_pending`
@@ -185,7 +189,7 @@ impl QueueStore {
             None => inv.arg(""),
         };
         request.write_fields(&mut inv);
-        let reply: Vec<String> = self.inner.invoke("enqueue", &inv).await?;
+        let reply: Vec<String> = self.inner.front.invoke("enqueue", &inv).await?;
         match reply.first().map(String::as_str) {
             Some("ok") => Ok(Enqueued::Accepted),
             Some("full") => Ok(Enqueued::Full),
@@ -208,14 +212,14 @@ impl QueueStore {
             .arg(GROUP)
             .arg("0")
             .arg("MKSTREAM");
-        let inner = &self.inner;
-        let result: RedisResult<()> = match tokio::time::timeout(inner.timeout, async {
-            cmd.query_async(&mut inner.conn.clone()).await
+        let lane = &self.inner.back;
+        let result: RedisResult<()> = match tokio::time::timeout(lane.timeout, async {
+            cmd.query_async(&mut lane.conn.clone()).await
         })
         .await
         {
             Ok(r) => r,
-            Err(_) => return Err(inner.timed_out("create group")),
+            Err(_) => return Err(lane.timed_out("create group")),
         };
         match result {
             Ok(()) => Ok(()),
@@ -246,7 +250,7 @@ impl QueueStore {
             .arg(now_ms)
             .arg(millis(max_age))
             .arg(max_attempts);
-        let reply: Vec<Option<Vec<u8>>> = self.inner.invoke("take", &inv).await?;
+        let reply: Vec<Option<Vec<u8>>> = self.inner.back.invoke("take", &inv).await?;
         let text = |i: usize| -> String {
             reply
                 .get(i)
@@ -303,7 +307,7 @@ impl QueueStore {
             .arg(due_ms)
             .arg(attempt)
             .arg(note);
-        let _: i64 = self.inner.invoke("defer", &inv).await?;
+        let _: i64 = self.inner.back.invoke("defer", &inv).await?;
         Ok(())
     }
 
@@ -332,7 +336,7 @@ impl QueueStore {
             .arg(status)
             .arg(cell)
             .arg(attempt);
-        let _: i64 = self.inner.invoke("succeed", &inv).await?;
+        let _: i64 = self.inner.back.invoke("succeed", &inv).await?;
         Ok(())
     }
 
@@ -366,7 +370,7 @@ impl QueueStore {
             Some(s) => inv.arg(s),
             None => inv.arg(""),
         };
-        let outcome: String = self.inner.invoke("fail", &inv).await?;
+        let outcome: String = self.inner.back.invoke("fail", &inv).await?;
         Ok(outcome == "dead")
     }
 
@@ -384,7 +388,7 @@ impl QueueStore {
         // The record key is unused; any key of the partition keeps the slot rule.
         keys(&mut inv, p, &p.dead);
         inv.arg(now_ms).arg(limit);
-        self.inner.invoke("promote", &inv).await
+        self.inner.back.invoke("promote", &inv).await
     }
 
     /// Claims tokens of `p` that sat with a worker longer than `min_idle` (that worker is
@@ -408,7 +412,7 @@ impl QueueStore {
             .arg(cursor)
             .arg("COUNT")
             .arg(count);
-        let reply: Value = self.inner.query("claim", &cmd).await?;
+        let reply: Value = self.inner.back.query("claim", &cmd).await?;
         let Value::Array(parts) = reply else {
             return Err(QueueError::Corrupt(format!("XAUTOCLAIM: {reply:?}")));
         };
@@ -425,9 +429,8 @@ impl QueueStore {
     /// # Errors
     /// [`QueueError`].
     pub async fn record(&self, p: &Partition, id: &str) -> Result<Option<Record>, QueueError> {
-        let mut records = self
-            .records(p, std::slice::from_ref(&id.to_owned()))
-            .await?;
+        let ids = std::slice::from_ref(&id.to_owned()).to_vec();
+        let mut records = self.records_on(&self.inner.front, p, &ids).await?;
         Ok(records.pop().flatten())
     }
 
@@ -441,6 +444,15 @@ impl QueueStore {
         p: &Partition,
         ids: &[String],
     ) -> Result<Vec<Option<Record>>, QueueError> {
+        self.records_on(&self.inner.back, p, ids).await
+    }
+
+    async fn records_on(
+        &self,
+        lane: &Lane,
+        p: &Partition,
+        ids: &[String],
+    ) -> Result<Vec<Option<Record>>, QueueError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -450,10 +462,9 @@ impl QueueStore {
             pipe.cmd("HMGET").arg(&key).arg(&RECORD_FIELDS[..]);
             pipe.cmd("HSTRLEN").arg(&key).arg("body");
         }
-        let inner = &self.inner;
-        let replies: Vec<Value> = inner
+        let replies: Vec<Value> = lane
             .bounded("status", async {
-                pipe.query_async(&mut inner.conn.clone()).await
+                pipe.query_async(&mut lane.conn.clone()).await
             })
             .await?;
         let mut out = Vec::with_capacity(ids.len());
@@ -497,7 +508,7 @@ impl QueueStore {
             .arg(offset)
             .arg(offset + count - 1)
             .arg("WITHSCORES");
-        let page: Vec<(String, f64)> = self.inner.query("dead letters", &cmd).await?;
+        let page: Vec<(String, f64)> = self.inner.back.query("dead letters", &cmd).await?;
         Ok(page.into_iter().map(|(id, ms)| (id, ms as u64)).collect())
     }
 
@@ -510,7 +521,7 @@ impl QueueStore {
         let mut inv = self.inner.replay.prepare_invoke();
         keys(&mut inv, p, &record);
         inv.arg(id).arg(now_ms);
-        let done: i64 = self.inner.invoke("replay", &inv).await?;
+        let done: i64 = self.inner.back.invoke("replay", &inv).await?;
         Ok(done == 1)
     }
 
@@ -524,12 +535,12 @@ impl QueueStore {
         // Read first: a script may only touch keys it declares.
         let mut get = redis::cmd("HGET");
         get.arg(&record).arg("idem_key");
-        let idem: Option<String> = self.inner.query("purge", &get).await?;
+        let idem: Option<String> = self.inner.back.query("purge", &get).await?;
         let mut inv = self.inner.purge.prepare_invoke();
         keys(&mut inv, p, &record);
         inv.key(idem.as_deref().unwrap_or(&record));
         inv.arg(id);
-        let done: i64 = self.inner.invoke("purge", &inv).await?;
+        let done: i64 = self.inner.back.invoke("purge", &inv).await?;
         Ok(done == 1)
     }
 
@@ -546,10 +557,10 @@ impl QueueStore {
             .arg(0)
             .arg("WITHSCORES");
         pipe.cmd("ZCARD").arg(&p.dead);
-        let inner = &self.inner;
-        let (live, oldest, dead): (u64, Vec<(String, f64)>, u64) = inner
+        let lane = &self.inner.back;
+        let (live, oldest, dead): (u64, Vec<(String, f64)>, u64) = lane
             .bounded("depth", async {
-                pipe.query_async(&mut inner.conn.clone()).await
+                pipe.query_async(&mut lane.conn.clone()).await
             })
             .await?;
         Ok(Depth {
@@ -567,7 +578,7 @@ impl QueueStore {
     pub async fn eviction_policy(&self) -> Result<Option<String>, QueueError> {
         let mut cmd = redis::cmd("CONFIG");
         cmd.arg("GET").arg("maxmemory-policy");
-        let reply: Vec<String> = self.inner.query("config get", &cmd).await?;
+        let reply: Vec<String> = self.inner.back.query("config get", &cmd).await?;
         Ok(reply.get(1).cloned())
     }
 
@@ -575,7 +586,7 @@ impl QueueStore {
     pub fn reader(&self, consumer: &str) -> Reader {
         Reader {
             client: self.inner.client.clone(),
-            timeout: self.inner.timeout,
+            timeout: self.inner.back.timeout,
             consumer: consumer.to_owned(),
             conn: None,
         }
@@ -681,7 +692,23 @@ impl Reader {
     }
 }
 
-impl Inner {
+/// A connection and the timeout of every call on it.
+struct Lane {
+    conn: ConnectionManager,
+    timeout: Duration,
+}
+
+impl Lane {
+    fn new(client: &Client, timeout: Duration) -> Result<Lane, QueueError> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(0);
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .map_err(|e| QueueError::Config(format!("cannot set up the Redis connection: {e}")))?;
+        Ok(Lane { conn, timeout })
+    }
+
     fn timed_out(&self, what: &str) -> QueueError {
         QueueError::Unavailable(format!(
             "{what}: no answer from Redis within {}",

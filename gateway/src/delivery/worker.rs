@@ -30,8 +30,14 @@ const PROBE_PAUSE: Duration = Duration::from_secs(1);
 const PROMOTE_EVERY: Duration = Duration::from_millis(100);
 
 /// Starts the workers (when `workers > 0`) and the depth sampler. The handle finishes after
-/// `stop`, once in-flight deliveries are done.
-pub fn spawn(queue: DeliveryQueue, proxy: Proxy, stop: CancellationToken) -> JoinHandle<()> {
+/// `stop`, once in-flight deliveries are done or `grace` has passed (what is left is claimed
+/// by another gateway after the visibility timeout).
+pub fn spawn(
+    queue: DeliveryQueue,
+    proxy: Proxy,
+    stop: CancellationToken,
+    grace: Duration,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         check_eviction_policy(&queue).await;
         let workers = queue.config().workers;
@@ -61,7 +67,7 @@ pub fn spawn(queue: DeliveryQueue, proxy: Proxy, stop: CancellationToken) -> Joi
             // Let deliveries in flight finish: their outcome is recorded, not left to a
             // claim after the visibility timeout.
             let all = u32::try_from(workers).unwrap_or(u32::MAX);
-            let _ = tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(all)).await;
+            let _ = tokio::time::timeout(grace, slots.acquire_many(all)).await;
         } else {
             for t in tasks {
                 let _ = t.await;
@@ -219,19 +225,28 @@ async fn deliver(
             .await;
         let now = now_ms();
         let cell_name = cell.name();
+        if sent == Sent::NoUpstream {
+            // Nothing was sent: wait for the cell's health checks without spending the
+            // attempt, as for a full bulkhead.
+            let due = now.saturating_add(u64::try_from(PROBE_PAUSE.as_millis()).unwrap_or(0));
+            if store.defer(&p, &token, now, due, attempt, "").await.is_ok() {
+                m.outcome(DeliveryOutcome::Deferred);
+            }
+            return;
+        }
         let failed = match &sent {
             Sent::Answered { status, .. } if retryable(*status) => {
                 Some(format!("{cell_name} answered {status}"))
             }
-            Sent::Failed(detail) => Some(format!("{cell_name}: {detail}")),
-            Sent::Answered { .. } => None,
+            Sent::Failed(code) => Some(format!("{cell_name}: {code}")),
+            Sent::Answered { .. } | Sent::NoUpstream => None,
         };
         if let (true, Some(error)) = (probe, &failed) {
             // A half-open probe of a cell whose breaker opened: the cell was known to be
             // failing, so the attempt does not count. Without this, a long outage would
             // dead-letter the entries that happened to be picked as probes again and again.
             let wait = queue.backoff(attempt, fastrand::u64(..)).max(PROBE_PAUSE);
-            let due = now + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+            let due = now.saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
             let note = format!("{error} (breaker probe; not counted)");
             if store
                 .defer(&p, &token, now, due, attempt, &note)
@@ -264,10 +279,12 @@ async fn deliver(
                 )
                 .await
                 .map(|_| DeliveryOutcome::Dead),
-            Sent::Failed(detail) => {
-                let error = format!("{cell_name}: {detail}");
+            Sent::Failed(code) => {
+                let error = format!("{cell_name}: {code}");
                 retry_or_bury(&queue, &p, &token, attempt, &error, None, None).await
             }
+            // Handled above.
+            Sent::NoUpstream => return,
         };
         match result {
             Ok(outcome) => {
@@ -299,10 +316,13 @@ async fn retry_or_bury(
 ) -> Result<DeliveryOutcome, QueueError> {
     let now = now_ms();
     let retry_at = (attempt < queue.config().max_attempts).then(|| {
-        let wait = queue
-            .backoff(attempt, fastrand::u64(..))
-            .max(retry_after.unwrap_or_default());
-        now + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
+        // The cell's Retry-After is honoured up to `backoff_max`: a cell must not be able to
+        // park an entry beyond what the operator configured.
+        let asked = retry_after
+            .unwrap_or_default()
+            .min(queue.config().backoff_max);
+        let wait = queue.backoff(attempt, fastrand::u64(..)).max(asked);
+        now.saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))
     });
     let dead = queue
         .store()

@@ -50,12 +50,16 @@ pub enum Sent {
     Answered {
         /// The HTTP status.
         status: u16,
-        /// Its `Retry-After` in seconds, if any (honoured for 429 and 503).
+        /// Its `Retry-After` in seconds, if any (honoured for every retryable status, capped
+        /// at `backoff_max`).
         retry_after: Option<Duration>,
     },
-    /// No answer: connect error, broken exchange or timeout (detail for the record, never
-    /// for clients).
-    Failed(String),
+    /// No answer: `upstream_error` (connect error, broken exchange) or `upstream_timeout`.
+    /// The error code only: the status record is public, the details go to the log.
+    Failed(&'static str),
+    /// Nothing was sent: no upstream of the cell is eligible (all ejected or failing health
+    /// checks, short of panic mode). Like a full bulkhead, it must not spend an attempt.
+    NoUpstream,
 }
 
 impl Proxy {
@@ -105,17 +109,21 @@ impl Proxy {
         let Some(index) = c.pick(started, None) else {
             // No eligible upstream: nothing was sent, so nothing to judge the cell by.
             drop(permit);
-            return Sent::Failed("no healthy upstream in the cell".to_owned());
+            return Sent::NoUpstream;
         };
         let upstream = &cell.upstreams()[index];
+        // A stored request that no longer builds (it was valid when accepted) fails like a
+        // broken exchange, and runs out of attempts into the DLQ where an operator sees it.
         let Ok(req) = build(request, cell, id, attempt, trace, inner.request_timeout) else {
             drop(permit);
-            return Sent::Failed("stored request is not a valid HTTP request".to_owned());
+            tracing::warn!(id, "stored request is not a valid HTTP request");
+            return Sent::Failed("upstream_error");
         };
         let (parts, body) = req.into_parts();
         let Ok(req) = upstream_request(parts, upstream, body) else {
             drop(permit);
-            return Sent::Failed("stored request is not a valid HTTP request".to_owned());
+            tracing::warn!(id, "stored request is not a valid HTTP request");
+            return Sent::Failed("upstream_error");
         };
         let (judged, done) =
             super::send_attempt(c, index, upstream, req, started, deadline, false).await;
@@ -141,15 +149,19 @@ impl Proxy {
                     retry_after,
                 }
             }
-            Err(code) => Sent::Failed(
-                judged
-                    .detail
-                    .unwrap_or_else(|| format!("{} after {:?}", code.as_str(), start.elapsed())),
-            ),
+            Err(code) => {
+                tracing::debug!(
+                    id,
+                    upstream = %upstream.authority(),
+                    error = judged.detail.as_deref().unwrap_or("timeout"),
+                    "delivery attempt failed"
+                );
+                Sent::Failed(code.as_str())
+            }
         };
         let status = match &sent {
             Sent::Answered { status, .. } => *status,
-            Sent::Failed(_) => 502,
+            Sent::Failed(_) | Sent::NoUpstream => 502,
         };
         cell.metrics().record(status, start.elapsed());
         sent

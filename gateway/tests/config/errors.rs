@@ -411,6 +411,15 @@ fn delivery_needs_redis() {
 }
 
 #[test]
+fn delivery_refuses_a_redis_cluster_until_it_supports_one() {
+    assert_error(
+        &format!("[redis]\ncluster = [\"redis://h:7000\"]\n[delivery]\n{CELL}"),
+        3,
+        &["[delivery] does not support Redis Cluster"],
+    );
+}
+
+#[test]
 fn delivery_ranges() {
     let cases = [
         (
@@ -429,6 +438,15 @@ fn delivery_ranges() {
         (
             "max_body = 0",
             "delivery.max_body` must be greater than zero",
+        ),
+        ("workers = 5000", "delivery.workers` must be at most 4096"),
+        (
+            "retention = \"1h\"",
+            "delivery.retention` (1h) must be at least `delivery.max_age` (1day)",
+        ),
+        (
+            "visibility_timeout = \"5s\"",
+            "delivery.visibility_timeout` (5s) must be longer than `server.request_timeout` (5s)",
         ),
     ];
     for (line, words) in cases {

@@ -3,9 +3,8 @@
 -- back and wait until ARGV[4] without burning it. ARGV: 1 id, 2 entry, 3 now_ms, 4 due_ms,
 -- 5 attempt, 6 what happened, for the history ('' = nothing was sent).
 -- Returns 1, or 0 when the entry moved on meanwhile.
-local state = redis.call('HGET', KEYS[5], 'state')
+if not current(ARGV[5]) then return 0 end
 ack(ARGV[2])
-if state ~= 'delivering' then return 0 end
 local attempts = tonumber(ARGV[5]) - 1
 local next_state = 'retrying'
 if attempts <= 0 then attempts = 0; next_state = 'pending' end

@@ -5,8 +5,11 @@ if ARGV[4] ~= '' then
   local seen = redis.call('GET', KEYS[6])
   if seen then return {'dup', seen} end
 end
--- The bound is on admission: trimming the stream instead would delete accepted work.
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return {'full'} end
+-- The bound is on admission: trimming the stream instead would delete accepted work. Dead
+-- letters count too, so a stream of poison requests cannot fill Redis either.
+if redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[3]) then
+  return {'full'}
+end
 local fields = {}
 for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[5], 'state', 'pending', 'attempts', '0', 'created_ms', ARGV[2],

@@ -1,9 +1,8 @@
 -- An attempt of `id` failed. ARGV: 1 id, 2 entry, 3 now_ms, 4 retry-at ms ('' = dead-letter
 -- now), 5 reason when dead-lettered, 6 error text, 7 attempt, 8 HTTP status ('' if none).
 -- Returns 'retry', 'dead' or 'gone'.
-local state = redis.call('HGET', KEYS[5], 'state')
+if not current(ARGV[7]) then return 'gone' end
 ack(ARGV[2])
-if not state or state == 'delivered' or state == 'dead' then return 'gone' end
 note(ARGV[3] .. '\t' .. ARGV[7] .. '\t' .. ARGV[6])
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[5], 'status', ARGV[8]) end
 if ARGV[4] ~= '' then

@@ -26,6 +26,8 @@ if attempts >= tonumber(ARGV[5]) then
   return {'dead', 'max_attempts'}
 end
 attempts = attempts + 1
+-- Whatever scheduled it again (a late outcome of an older attempt) is superseded.
+redis.call('ZREM', KEYS[3], id)
 redis.call('HSET', KEYS[5], 'state', 'delivering', 'attempts', attempts, 'updated_ms', ARGV[3])
 redis.call('HDEL', KEYS[5], 'next_ms')
 local r = redis.call('HMGET', KEYS[5], 'method', 'uri', 'headers', 'body', 'target', 'idem',
