@@ -205,8 +205,13 @@ async fn deliver(
             Ok(a) => a,
             Err(wait) => {
                 // Breaker open or bulkhead full: wait for the cell without burning the
-                // attempt, rather than hammering it.
-                let due = now_ms() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(50);
+                // attempt, rather than hammering it. Jittered up to half again, so a backlog
+                // deferred together does not all come back at the instant the breaker
+                // half-opens.
+                let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(50);
+                let due = now_ms()
+                    .saturating_add(ms)
+                    .saturating_add(fastrand::u64(0..=ms / 2));
                 if store
                     .defer(&p, &token, now_ms(), due, attempt, "")
                     .await
