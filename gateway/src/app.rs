@@ -326,7 +326,8 @@ fn delivery_queue(
     // Workers and operators are off the request path: they get the control plane's budget
     // (`[control].timeout`), requests keep `[redis].timeout`.
     let background = config.control.timeout.max(redis.timeout);
-    let store = QueueStore::open(url, redis.timeout, background).map_err(StartError::Delivery)?;
+    let front = delivery.enqueue_timeout.unwrap_or(redis.timeout);
+    let store = QueueStore::open(url, front, background).map_err(StartError::Delivery)?;
     Ok(Some(DeliveryQueue::new(
         store,
         delivery.clone(),

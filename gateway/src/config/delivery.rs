@@ -35,6 +35,9 @@ pub struct DeliveryConfig {
     /// How long status records of delivered entries, and idempotency keys, are kept.
     /// Dead-lettered entries stay until replayed or purged. Default 24h, not zero.
     pub retention: Duration,
+    /// Budget of the Redis write that accepts an async request (and of status lookups).
+    /// `None`: `[redis].timeout`, as for every Redis call made on behalf of a request.
+    pub enqueue_timeout: Option<Duration>,
 }
 
 impl Default for DeliveryConfig {
@@ -49,6 +52,7 @@ impl Default for DeliveryConfig {
             max_body: 1024 * 1024,
             visibility_timeout: Duration::from_secs(30),
             retention: Duration::from_secs(24 * 60 * 60),
+            enqueue_timeout: None,
         }
     }
 }
@@ -112,6 +116,11 @@ pub(super) fn build(raw: &Spanned<RawDelivery>, ctx: &Ctx<'_>) -> Result<Deliver
     let retention = or_default(raw.retention.as_ref(), d.retention, |v| {
         ctx.positive_duration(v, "`delivery.retention`")
     })?;
+    let enqueue_timeout = raw
+        .enqueue_timeout
+        .as_ref()
+        .map(|v| ctx.positive_duration(v, "`delivery.enqueue_timeout`"))
+        .transpose()?;
     if retention < max_age {
         let span = raw
             .retention
@@ -139,5 +148,6 @@ pub(super) fn build(raw: &Spanned<RawDelivery>, ctx: &Ctx<'_>) -> Result<Deliver
         max_body,
         visibility_timeout,
         retention,
+        enqueue_timeout,
     })
 }

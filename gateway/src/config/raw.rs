@@ -101,6 +101,7 @@ pub(super) struct RawDelivery {
     pub max_body: Option<Spanned<RawBytes>>,
     pub visibility_timeout: Option<Text>,
     pub retention: Option<Text>,
+    pub enqueue_timeout: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -441,6 +441,10 @@ fn delivery_ranges() {
         ),
         ("workers = 5000", "delivery.workers` must be at most 4096"),
         (
+            "enqueue_timeout = \"0s\"",
+            "delivery.enqueue_timeout` must be greater than zero",
+        ),
+        (
             "retention = \"1h\"",
             "delivery.retention` (1h) must be at least `delivery.max_age` (1day)",
         ),

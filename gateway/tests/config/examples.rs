@@ -65,6 +65,7 @@ fn spec_example_parses() {
             max_body: 1024 * 1024,
             visibility_timeout: Duration::from_secs(30),
             retention: Duration::from_secs(24 * 3600),
+            enqueue_timeout: None,
         })
     );
 

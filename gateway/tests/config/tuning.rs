@@ -106,3 +106,20 @@ fn path_priorities_sort_longest_first_and_reject_bad_entries() {
         &["duplicate"],
     );
 }
+
+#[test]
+fn the_enqueue_budget_defaults_to_the_redis_timeout() {
+    let with = |extra: &str| {
+        parse(&format!(
+            "[redis]\nurl = \"redis://h\"\n[delivery]\n{extra}\n{CELL}"
+        ))
+        .delivery
+        .unwrap()
+        .enqueue_timeout
+    };
+    assert_eq!(with(""), None);
+    assert_eq!(
+        with("enqueue_timeout = \"250ms\""),
+        Some(Duration::from_millis(250))
+    );
+}

@@ -11,7 +11,9 @@ redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('HSET', KEYS[5], 'state', 'delivered', 'delivered_ms', ARGV[3], 'updated_ms',
   ARGV[3], 'status', ARGV[5], 'cell', ARGV[6])
 -- The history keeps earlier errors; the record no longer reports one.
-redis.call('HDEL', KEYS[5], 'body', 'next_ms', 'reason', 'dead_ms', 'last_error')
+-- Delivered: the stored request is no longer needed (method and path stay for operators).
+redis.call('HDEL', KEYS[5], 'body', 'headers', 'target', 'traceparent', 'next_ms', 'reason',
+  'dead_ms', 'last_error')
 note(ARGV[3] .. '\t' .. ARGV[7] .. '\t' .. ARGV[6] .. ' answered ' .. ARGV[5])
 redis.call('PEXPIRE', KEYS[5], ARGV[4])
 return 1

@@ -4,14 +4,17 @@
 -- idempotency_key, traceparent}. On 'go' the token stays pending with this worker until the
 -- attempt is recorded: a worker that dies mid-attempt leaves it to be claimed by another.
 local id, now = ARGV[1], tonumber(ARGV[3])
-local state = redis.call('HGET', KEYS[5], 'state')
+-- One read of everything this script needs.
+local r = redis.call('HMGET', KEYS[5], 'state', 'since_ms', 'attempts', 'last_error', 'method',
+  'uri', 'headers', 'body', 'target', 'idem', 'traceparent')
+local state = r[1]
 if not state or state == 'delivered' or state == 'dead' then
   -- A stale token: purged, or finished by another worker after a claim.
   ack(ARGV[2])
   return {'gone'}
 end
-local since = tonumber(redis.call('HGET', KEYS[5], 'since_ms'))
-local attempts = tonumber(redis.call('HGET', KEYS[5], 'attempts'))
+local since = tonumber(r[2])
+local attempts = tonumber(r[3])
 if now - since > tonumber(ARGV[4]) then
   ack(ARGV[2])
   note(ARGV[3] .. '\t' .. attempts .. '\texpired')
@@ -21,8 +24,7 @@ end
 if attempts >= tonumber(ARGV[5]) then
   -- Only after a claim: the worker that made the last attempt died before recording it.
   ack(ARGV[2])
-  local last = redis.call('HGET', KEYS[5], 'last_error') or 'worker lost during the attempt'
-  bury(id, ARGV[3], 'max_attempts', last)
+  bury(id, ARGV[3], 'max_attempts', r[4] or 'worker lost during the attempt')
   return {'dead', 'max_attempts'}
 end
 attempts = attempts + 1
@@ -30,6 +32,4 @@ attempts = attempts + 1
 redis.call('ZREM', KEYS[3], id)
 redis.call('HSET', KEYS[5], 'state', 'delivering', 'attempts', attempts, 'updated_ms', ARGV[3])
 redis.call('HDEL', KEYS[5], 'next_ms')
-local r = redis.call('HMGET', KEYS[5], 'method', 'uri', 'headers', 'body', 'target', 'idem',
-  'traceparent')
-return {'go', tostring(attempts), r[1], r[2], r[3], r[4], r[5], r[6], r[7]}
+return {'go', tostring(attempts), r[5], r[6], r[7], r[8], r[9], r[10], r[11]}
