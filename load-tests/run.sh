@@ -127,8 +127,39 @@ run_redis_outage() {
   k6_wait
 }
 
+# Waits until every gateway's circuit breakers are closed, driving a little traffic over many
+# keys meanwhile (an open breaker only closes after successful half-open probes). A fault
+# scenario (cell-failure) leaves a breaker open for up to its max open time after the fault
+# ends; the next scenario must not start by measuring that.
+settle() {
+  local deadline=$((SECONDS + ${SETTLE_TIMEOUT:-90})) round=0
+  while :; do
+    local open=0 admin
+    for admin in ${ADMIN_URLS//,/ }; do
+      if curl -fsS -H "authorization: Bearer ${ADMIN_TOKEN:-}" "$admin/metrics" 2>/dev/null |
+        grep -qE '^cellgate_circuit_breaker_state\{[^}]*\} [12]$'; then
+        open=1
+      fi
+    done
+    [ "$open" = 0 ] && return 0
+    [ "$SECONDS" -lt "$deadline" ] || { log "breakers still open after ${SETTLE_TIMEOUT:-90}s"; return 0; }
+    [ $((round % 10)) = 0 ] && log "waiting for circuit breakers to close"
+    round=$((round + 1))
+    local gw i
+    for gw in ${GW_URLS//,/ }; do
+      for i in $(seq 1 30); do
+        curl -s -o /dev/null -m 2 -H "x-user-id: settle-$RANDOM-$i" "$gw/settle" || true
+      done
+    done
+    sleep 0.5
+  done
+}
+
 failed=()
+first=1
 for s in "${scenarios[@]}"; do
+  [ "$first" = 1 ] || settle
+  first=0
   log "scenario $s"
   rc=0
   case "$s" in
