@@ -12,13 +12,14 @@ if redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[
 end
 local fields = {}
 for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+if ARGV[4] ~= '' then
+  -- Remembered so that a purge can forget the acceptance too.
+  fields[#fields + 1] = 'idem_key'
+  fields[#fields + 1] = KEYS[6]
+end
 redis.call('HSET', KEYS[5], 'state', 'pending', 'attempts', '0', 'created_ms', ARGV[2],
   'since_ms', ARGV[2], 'updated_ms', ARGV[2], unpack(fields))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('XADD', KEYS[1], '*', 'id', ARGV[1])
-if ARGV[4] ~= '' then
-  redis.call('SET', KEYS[6], ARGV[1], 'PX', ARGV[4])
-  -- Remembered so that a purge can forget the acceptance too.
-  redis.call('HSET', KEYS[5], 'idem_key', KEYS[6])
-end
+if ARGV[4] ~= '' then redis.call('SET', KEYS[6], ARGV[1], 'PX', ARGV[4]) end
 return {'ok'}

@@ -3,11 +3,13 @@
 local state = redis.call('HGET', KEYS[5], 'state')
 ack(ARGV[2])
 if not state or state == 'delivered' then return 0 end
--- Even an entry dead-lettered meanwhile (a slow attempt that outlived a claim) was
--- delivered: say so, and take it out of the DLQ so nobody replays it.
 redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('ZREM', KEYS[4], ARGV[1])
+if not current(ARGV[7]) then
+  -- A slow attempt that outlived a claim or a replay still delivered: say so, and take the
+  -- entry out of wherever it waits (the DLQ too, so nobody replays it).
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('ZREM', KEYS[4], ARGV[1])
+end
 redis.call('HSET', KEYS[5], 'state', 'delivered', 'delivered_ms', ARGV[3], 'updated_ms',
   ARGV[3], 'status', ARGV[5], 'cell', ARGV[6])
 -- The history keeps earlier errors; the record no longer reports one.

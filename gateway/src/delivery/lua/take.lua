@@ -28,8 +28,6 @@ if attempts >= tonumber(ARGV[5]) then
   return {'dead', 'max_attempts'}
 end
 attempts = attempts + 1
--- Whatever scheduled it again (a late outcome of an older attempt) is superseded.
-redis.call('ZREM', KEYS[3], id)
 redis.call('HSET', KEYS[5], 'state', 'delivering', 'attempts', attempts, 'updated_ms', ARGV[3])
 redis.call('HDEL', KEYS[5], 'next_ms')
 return {'go', tostring(attempts), r[5], r[6], r[7], r[8], r[9], r[10], r[11]}
