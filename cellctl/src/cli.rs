@@ -147,8 +147,8 @@ pub struct PinArgs {
 /// Dead-letter queue operations.
 #[derive(Debug, Subcommand)]
 pub enum DlqAction {
-    /// Dead letters, oldest first per cell: id, cell, reason, attempts, time since it died,
-    /// and the request.
+    /// Dead letters, oldest first across the selected cells: id, cell, reason, attempts, time
+    /// since it died, and the request.
     List(DlqListArgs),
     /// One dead letter: its stored request, why it died, and every attempt.
     Show {

@@ -137,7 +137,7 @@ fn render_list(v: &Value, cell: Option<&str>, now: u64) -> String {
     let total = v["total"].as_u64().unwrap_or(0);
     if total > dead.len() as u64 {
         out.push_str(&format!(
-            "\nshowing {} of {total} dead letters (oldest first per cell; see --limit and --cell)\n",
+            "\nshowing {} of {total} dead letters (oldest first; see --limit and --cell)\n",
             dead.len()
         ));
     }

@@ -130,7 +130,8 @@ impl Action {
     }
 }
 
-/// `GET /admin/deliveries/dead?cell=<name>&limit=<n>`: dead letters, oldest first per cell.
+/// `GET /admin/deliveries/dead?cell=<name>&limit=<n>`: dead letters, oldest first across the
+/// selected cells.
 pub async fn list(
     State(state): State<AdminState>,
     query: Result<Query<ListQuery>, QueryRejection>,
