@@ -157,11 +157,6 @@ impl QueueStore {
         })
     }
 
-    /// The timeout of calls made on behalf of a request.
-    pub fn timeout(&self) -> Duration {
-        self.inner.front.timeout
-    }
-
     /// Stores `request` as delivery `id` of partition `p`, unless `p` holds `max_pending`
     /// entries or `idempotency` (index key, retention) names an earlier acceptance.
     ///

@@ -113,26 +113,14 @@ async fn read(
                 }
             }
         }
-        // Take a slot before reading, so read work always has a worker (a token waiting for
-        // one would age towards the visibility timeout and be claimed twice).
-        let first = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            () = stop.cancelled() => return,
+        // Take slots before reading, so read work always has a worker (a token waiting for
+        // one would age towards the visibility timeout and be claimed twice). An idle
+        // partition waits for work holding one slot only, so it does not starve busy
+        // partitions; a busy one drains without blocking, as many as slots are free.
+        let Some(mut permits) = take_slots(&slots, if idle { 1 } else { BATCH }, &stop).await
+        else {
+            return;
         };
-        let mut permits = vec![first];
-        // An idle partition waits for work holding one slot only, so it does not starve
-        // busy partitions; a busy one drains without blocking, as many as slots are free.
-        if !idle {
-            while permits.len() < BATCH {
-                match slots.clone().try_acquire_owned() {
-                    Ok(p) => permits.push(p),
-                    Err(_) => break,
-                }
-            }
-        }
         let block = idle.then_some(BLOCK);
         let read = tokio::select! {
             r = reader.read(&p, permits.len(), block) => r,
@@ -162,6 +150,27 @@ async fn read(
             }
         }
     }
+}
+
+/// Waits for one worker slot, then takes up to `max` in all without waiting; `None` once
+/// `stop` fires (or the semaphore is closed).
+async fn take_slots(
+    slots: &Arc<Semaphore>,
+    max: usize,
+    stop: &CancellationToken,
+) -> Option<Vec<OwnedSemaphorePermit>> {
+    let first = tokio::select! {
+        permit = slots.clone().acquire_owned() => permit.ok()?,
+        () = stop.cancelled() => return None,
+    };
+    let mut permits = vec![first];
+    while permits.len() < max {
+        match slots.clone().try_acquire_owned() {
+            Ok(p) => permits.push(p),
+            Err(_) => break,
+        }
+    }
+    Some(permits)
 }
 
 /// One attempt at one delivery.
@@ -390,20 +399,9 @@ async fn claim(
             () = tokio::time::sleep(pause) => {}
             () = stop.cancelled() => return,
         }
-        let first = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            () = stop.cancelled() => return,
+        let Some(mut permits) = take_slots(&slots, BATCH, &stop).await else {
+            return;
         };
-        let mut permits = vec![first];
-        while permits.len() < BATCH {
-            match slots.clone().try_acquire_owned() {
-                Ok(p) => permits.push(p),
-                Err(_) => break,
-            }
-        }
         let wanted = permits.len();
         pause = every;
         match queue
