@@ -14,6 +14,7 @@
 //! | [`EchoCell`] | `cellgate echo-cell --name <name> --listen 127.0.0.1:<free>` (optionally `--record <tmp file>`) |
 //! | [`Gateway`] | `cellgate serve --config <file>`, config from a template with `{listen}`/`{admin_listen}` |
 //! | [`RedisServer`] | `redis-server --port <free> --bind 127.0.0.1 --save "" --appendonly no --dir <tmp>` |
+//! | [`RedisCluster`] | 6 of those with `--cluster-enabled yes`, formed by `redis-cli --cluster create --cluster-replicas 1` |
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -45,6 +46,6 @@ pub use child::ChildGuard;
 pub use echo_cell::{EchoCell, Recorded};
 pub use gateway::{ADMIN_LISTEN_PLACEHOLDER, Gateway, LISTEN_PLACEHOLDER, render_config};
 pub use port::{free_addr, free_port};
-pub use redis::{RedisServer, Resp};
+pub use redis::{ClusterNode, RedisCluster, RedisServer, Resp};
 pub use tempdir::TempDir;
 pub use wait::{wait_http_ok, wait_until};

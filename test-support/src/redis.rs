@@ -13,8 +13,10 @@ use crate::{
     launch::{Startup, await_ready, launch},
 };
 
+mod cluster;
 mod resp;
 
+pub use cluster::{ClusterNode, RedisCluster};
 pub use resp::Resp;
 
 /// How long [`RedisServer::restart`] lets a running server shut down after SIGTERM.
@@ -84,6 +86,43 @@ impl RedisServer {
                 (spawn(&bin, port, dir.path(), &args), port)
             },
             |&port| ping(addr(port)),
+        );
+        RedisServer {
+            port,
+            child,
+            dir,
+            args,
+        }
+    }
+
+    /// Starts an empty Redis Cluster node (`--cluster-enabled yes`, its bus on a second free
+    /// port, `--cluster-node-timeout` as given) and waits until it answers `PING`. It serves
+    /// nothing until [`RedisCluster`] assigns it slots or a master.
+    pub(crate) fn start_cluster_node(node_timeout: Duration) -> RedisServer {
+        let bin = redis_server_bin();
+        let dir = TempDir::new("redis-cluster-node");
+        let timeout_ms = node_timeout.as_millis().to_string();
+        let (child, (port, args)) = launch(
+            "redis-server (cluster node)",
+            || {
+                let port = free_port();
+                let bus = free_port().to_string();
+                let args = server_args(
+                    dir.path(),
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-port",
+                        &bus,
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        &timeout_ms,
+                    ],
+                );
+                (spawn(&bin, port, dir.path(), &args), (port, args))
+            },
+            |(port, _)| ping(addr(*port)),
         );
         RedisServer {
             port,
