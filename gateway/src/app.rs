@@ -353,17 +353,13 @@ fn rate_limits(
     let limiter = Limiter::new(rl.policies.clone(), options).map_err(StartError::RateLimit)?;
     limiter.register_metrics(metrics.registry_mut());
     let sync = match config.redis.as_ref() {
-        Some(redis) => match &redis.target {
-            RedisTarget::Single(url) => {
-                Some(RedisSync::new(url, redis.timeout).map_err(StartError::RateLimit)?)
+        Some(redis) => Some(
+            match &redis.target {
+                RedisTarget::Single(url) => RedisSync::new(url, redis.timeout),
+                RedisTarget::Cluster(seeds) => RedisSync::cluster(seeds, redis.timeout),
             }
-            // Redis Cluster support lands with the scale-out work; refusing beats pretending.
-            RedisTarget::Cluster(_) => {
-                return Err(StartError::ControlPlane(StoreError::Config(
-                    "Redis Cluster is not supported yet; use `url`".to_owned(),
-                )));
-            }
-        },
+            .map_err(StartError::RateLimit)?,
+        ),
         None => None,
     };
     Ok((RateLimits::new(limiter), sync))

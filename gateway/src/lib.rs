@@ -25,6 +25,7 @@ pub mod echo;
 pub mod evacuation;
 pub mod metrics;
 pub mod proxy;
+pub mod redis_conn;
 pub mod shutdown;
 pub mod stats;
 pub mod telemetry;

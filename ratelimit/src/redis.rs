@@ -1,11 +1,18 @@
 //! The Redis side of the sync: one script call per slot group (and chunk of keys), calls
 //! pipelined.
+//!
+//! On one server the whole tick is one pipeline. On a Redis Cluster a pipeline must stay on
+//! one slot, so the tick is one pipeline per slot group, all sent at once: each node's
+//! pipelines share that node's multiplexed connection, so a tick still costs one round trip
+//! (to every node in parallel), not one per key or per group.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncConnectionConfig, Client, Pipeline, Value};
 
 use crate::LimiterError;
 use crate::share::GlobalView;
@@ -23,13 +30,49 @@ pub(crate) const PIPELINE_KEYS: usize = 1024;
 ///
 /// Connects lazily, from the sync task, and reconnects after any error or timeout; every call
 /// (connect, script load, pipeline) is bounded by `timeout`.
-#[derive(Debug)]
 pub struct RedisSync {
-    client: Client,
+    client: Backend,
     timeout: Duration,
-    conn: Option<MultiplexedConnection>,
+    conn: Option<Conn>,
+    /// Whether the script is known to be loaded on the connection's server(s).
+    loaded: bool,
+    /// Failed exchanges in a row on the current cluster connection.
+    cluster_failures: u32,
     script: redis::Script,
 }
+
+impl std::fmt::Debug for RedisSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // No URLs: they may carry a password.
+        f.debug_struct("RedisSync")
+            .field("cluster", &matches!(self.client, Backend::Cluster(_)))
+            .field("timeout", &self.timeout)
+            .field("connected", &self.conn.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+enum Backend {
+    Single(Client),
+    Cluster(Box<ClusterClient>),
+}
+
+#[derive(Clone)]
+enum Conn {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+/// How often the cluster client follows a redirection (`MOVED`/`ASK`) or retries a failed
+/// node before a call fails; each tick is bounded by the timeout anyway.
+const CLUSTER_RETRIES: u32 = 2;
+/// Budget for opening a cluster connection (seed, `CLUSTER SLOTS`, one connection per node):
+/// several round trips, off the request path, so not held to the per-call timeout.
+const CLUSTER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Failed exchanges after which a cluster connection is rebuilt from the seeds. Before that,
+/// the cluster client's own reconnects and slot refreshes repair it: rebuilding after every
+/// failure would spend each tick reconnecting to all nodes.
+const CLUSTER_REBUILD_AFTER: u32 = 10;
 
 /// One script call: keys of one policy's slot group.
 #[derive(Debug)]
@@ -60,6 +103,31 @@ pub(crate) enum SyncError {
     Reply(String),
 }
 
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(conn) => conn.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
 impl RedisSync {
     /// A backend for `redis_url` whose every call is bounded by `timeout` (`[redis].timeout`).
     /// Does not connect.
@@ -73,9 +141,39 @@ impl RedisSync {
         }
         let client = Client::open(redis_url).map_err(LimiterError::Redis)?;
         Ok(Self {
-            client,
+            client: Backend::Single(client),
             timeout,
             conn: None,
+            loaded: false,
+            cluster_failures: 0,
+            script: redis::Script::new(SCRIPT),
+        })
+    }
+
+    /// A backend for the Redis Cluster with these seed node URLs, every call bounded by
+    /// `timeout`. Does not connect.
+    ///
+    /// # Errors
+    ///
+    /// No seed, a URL that does not parse, or `timeout` is zero.
+    pub fn cluster(seeds: &[String], timeout: Duration) -> Result<Self, LimiterError> {
+        if timeout.is_zero() {
+            return Err(LimiterError::ZeroTimeout);
+        }
+        let client = ClusterClientBuilder::new(seeds.iter().map(String::as_str))
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .retries(CLUSTER_RETRIES)
+            .min_retry_wait(1)
+            .max_retry_wait(5)
+            .build()
+            .map_err(LimiterError::Redis)?;
+        Ok(Self {
+            client: Backend::Cluster(Box::new(client)),
+            timeout,
+            conn: None,
+            loaded: false,
+            cluster_failures: 0,
             script: redis::Script::new(SCRIPT),
         })
     }
@@ -90,28 +188,72 @@ impl RedisSync {
         }
     }
 
-    async fn connection(&mut self) -> Result<MultiplexedConnection, SyncError> {
-        if let Some(conn) = &self.conn {
-            return Ok(conn.clone());
+    async fn connection(&mut self) -> Result<Conn, SyncError> {
+        let mut conn = match &self.conn {
+            Some(conn) => conn.clone(),
+            None => {
+                let conn = self.connect().await?;
+                self.conn = Some(conn.clone());
+                conn
+            }
+        };
+        if !self.loaded {
+            // On a cluster, SCRIPT LOAD goes to every node, so a promoted replica has it.
+            let load = redis::cmd("SCRIPT").arg("LOAD").arg(SCRIPT).to_owned();
+            let _: Value = self.bounded(load.query_async(&mut conn)).await?;
+            self.loaded = true;
         }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout));
-        let mut conn = self
-            .bounded(
-                self.client
-                    .get_multiplexed_async_connection_with_config(&config),
-            )
-            .await?;
-        let load = redis::cmd("SCRIPT").arg("LOAD").arg(SCRIPT).to_owned();
-        let _: String = self.bounded(load.query_async(&mut conn)).await?;
-        self.conn = Some(conn.clone());
         Ok(conn)
     }
 
-    /// Makes `calls` in one pipeline and returns the fleet's view of each reported key, in
-    /// order. `group_ttl_ms`: how long a group outlives its last write (the longest entry
-    /// TTL). On any failure the connection is dropped and rebuilt next time.
+    async fn connect(&self) -> Result<Conn, SyncError> {
+        match &self.client {
+            Backend::Single(client) => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout));
+                let conn = self
+                    .bounded(client.get_multiplexed_async_connection_with_config(&config))
+                    .await?;
+                Ok(Conn::Single(conn))
+            }
+            Backend::Cluster(client) => {
+                let config = ClusterConfig::new()
+                    .set_connection_timeout(self.timeout.max(CLUSTER_CONNECT_TIMEOUT))
+                    .set_response_timeout(self.timeout);
+                let budget = self.timeout.max(CLUSTER_CONNECT_TIMEOUT);
+                match tokio::time::timeout(budget, client.get_async_connection_with_config(config))
+                    .await
+                {
+                    Ok(conn) => Ok(Conn::Cluster(conn?)),
+                    Err(_) => Err(SyncError::Timeout(budget)),
+                }
+            }
+        }
+    }
+
+    /// After a failed call: a single server's connection is dropped and rebuilt next time
+    /// (the script is loaded again, so a restarted or flushed Redis works at once); a cluster
+    /// connection is kept, since it reconnects nodes and follows failovers itself, unless it
+    /// keeps failing. Either way the script is loaded again first (a promoted replica may
+    /// lack it: NOSCRIPT).
+    fn failed(&mut self) {
+        self.loaded = false;
+        match self.client {
+            Backend::Single(_) => self.conn = None,
+            Backend::Cluster(_) => {
+                self.cluster_failures += 1;
+                if self.cluster_failures >= CLUSTER_REBUILD_AFTER {
+                    self.cluster_failures = 0;
+                    self.conn = None;
+                }
+            }
+        }
+    }
+
+    /// Makes `calls` in one pipeline (one per slot group on a cluster) and returns the
+    /// fleet's view of each reported key, in order. `group_ttl_ms`: how long a group outlives
+    /// its last write (the longest entry TTL).
     pub(crate) async fn exchange(
         &mut self,
         gateway: &str,
@@ -119,8 +261,9 @@ impl RedisSync {
         calls: &[GroupCall<'_>],
     ) -> Result<Vec<GlobalView>, SyncError> {
         let result = self.exchange_inner(gateway, group_ttl_ms, calls).await;
-        if result.is_err() {
-            self.conn = None;
+        match result {
+            Ok(_) => self.cluster_failures = 0,
+            Err(_) => self.failed(),
         }
         result
     }
@@ -131,13 +274,26 @@ impl RedisSync {
         group_ttl_ms: u64,
         calls: &[GroupCall<'_>],
     ) -> Result<Vec<GlobalView>, SyncError> {
-        let mut conn = self.connection().await?;
-        let mut pipe = redis::pipe();
+        let conn = self.connection().await?;
         let mut gateway_field = String::new();
         escape(&mut gateway_field, gateway.as_bytes());
         let mut name = String::new();
         let mut field = String::new();
+        // One pipeline on a single server; on a cluster, a new pipeline whenever the slot
+        // group changes (the sync emits a group's chunks together, so that is one per group).
+        // A tick is all or nothing: while one master is down, the whole tick fails and the
+        // limiter runs degraded until the cluster has promoted its replica.
+        let cluster = matches!(conn, Conn::Cluster(_));
+        let mut pipes: Vec<Pipeline> = Vec::new();
+        let mut last: Option<(&str, u32)> = None;
         for call in calls {
+            if pipes.is_empty() || (cluster && last != Some((call.policy, call.group))) {
+                pipes.push(redis::pipe());
+            }
+            last = Some((call.policy, call.group));
+            let Some(pipe) = pipes.last_mut() else {
+                continue; // unreachable: pushed above
+            };
             name.clear();
             group_name(&mut name, call.policy, call.group);
             let cmd = pipe
@@ -153,10 +309,17 @@ impl RedisSync {
                 cmd.arg(&field).arg(r.demand_milli).arg(r.ttl_ms);
             }
         }
-        // Any error, NOSCRIPT included (a restarted or flushed Redis), drops the connection;
-        // the next one loads the script again.
+        // Any error, NOSCRIPT included (a restarted or flushed Redis, a promoted replica),
+        // drops the connection; the next one loads the script again.
+        let sent = futures_util::future::try_join_all(pipes.iter().map(|pipe| {
+            let mut conn = conn.clone();
+            async move {
+                pipe.query_async::<Vec<Vec<(String, u32, String)>>>(&mut conn)
+                    .await
+            }
+        }));
         let replies: Vec<Vec<(String, u32, String)>> =
-            self.bounded(pipe.query_async(&mut conn)).await?;
+            self.bounded(sent).await?.into_iter().flatten().collect();
         if replies.len() != calls.len() {
             return Err(SyncError::Reply(format!(
                 "{} replies for {} calls",
@@ -199,8 +362,9 @@ impl RedisSync {
             Ok(())
         }
         .await;
-        if result.is_err() {
-            self.conn = None;
+        match result {
+            Ok(()) => self.cluster_failures = 0,
+            Err(_) => self.failed(),
         }
         result
     }

@@ -137,6 +137,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The `[redis]` target line of a Cellgate config: `url = "redis://127.0.0.1:<port>"`.
+    pub fn config_target(&self) -> String {
+        format!("url = \"{}\"", self.url())
+    }
+
     /// `127.0.0.1:<port>`.
     pub fn addr(&self) -> SocketAddr {
         addr(self.port)

@@ -8,14 +8,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, Cmd, FromRedisValue, RedisError, RedisResult, Script};
+use ::redis::{Cmd, FromRedisValue, RedisError, RedisResult, Script};
 use cell_router::Directory;
 use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::BoxStream;
 use tracing::debug;
 
 use crate::config::{RedisConfig, RedisTarget};
+use crate::redis_conn::{RedisClient, RedisConn};
 
 use super::clock::{self, Clock};
 use super::lease::{Lease, LeaseState};
@@ -44,8 +44,9 @@ pub mod keys {
 /// Pub/sub channel on which every directory change announces its version (decimal payload).
 pub const ANNOUNCE_CHANNEL: &str = "cellgate:directory";
 
-/// A [`DirectoryStore`] on a single Redis server (Redis ≥ 5; the compare-and-set is one Lua
-/// script). Cheap to clone: clones share one multiplexed connection.
+/// A [`DirectoryStore`] on a Redis server or Redis Cluster (Redis ≥ 5; the compare-and-set is
+/// one Lua script, its keys all on the `{cellgate}` slot). Cheap to clone: clones share one
+/// multiplexed connection.
 ///
 /// Every call is bounded by [`StoreOptions::timeout`], connection included; errors are
 /// [`StoreError::Unavailable`] and the connection is re-established on the next call.
@@ -56,8 +57,8 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    client: Client,
-    conn: ConnectionManager,
+    client: RedisClient,
+    conn: RedisConn,
     options: StoreOptions,
     clock: Arc<dyn Clock>,
     cas: Script,
@@ -81,15 +82,9 @@ impl RedisStore {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Config`] for a Redis Cluster (not supported by the control plane yet:
-    /// see `docs/control-plane.md`), an invalid URL, or outside a Tokio runtime.
+    /// [`StoreError::Config`] for an invalid URL, or outside a Tokio runtime.
     pub fn new(config: &RedisConfig, options: StoreOptions) -> Result<RedisStore, StoreError> {
-        match &config.target {
-            RedisTarget::Single(url) => Self::open(url, options),
-            RedisTarget::Cluster(_) => Err(StoreError::Config(
-                "the control plane does not support Redis Cluster yet; use `redis.url`".into(),
-            )),
-        }
+        Self::open_target(&config.target, options)
     }
 
     /// A store on the Redis server at `url` (`redis://host:port[/db]`). Does not connect.
@@ -98,20 +93,19 @@ impl RedisStore {
     ///
     /// [`StoreError::Config`] for an invalid URL, or when called outside a Tokio runtime.
     pub fn open(url: &str, options: StoreOptions) -> Result<RedisStore, StoreError> {
+        Self::open_target(&RedisTarget::Single(url.to_owned()), options)
+    }
+
+    fn open_target(target: &RedisTarget, options: StoreOptions) -> Result<RedisStore, StoreError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(StoreError::Config(
                 "RedisStore must be opened inside a Tokio runtime".into(),
             ));
         }
-        let client =
-            Client::open(url).map_err(|e| StoreError::Config(format!("invalid Redis URL: {e}")))?;
-        // No retries inside the connection manager: a failed connection surfaces as one
-        // failed call, and the control plane's own loop decides when to try again.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.timeout))
-            .set_response_timeout(Some(options.timeout))
-            .set_number_of_retries(0);
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
+        let client = RedisClient::new(target, options.timeout)
+            .map_err(|e| StoreError::Config(format!("invalid Redis URL: {e}")))?;
+        let conn = client
+            .connect_lazy(options.timeout)
             .map_err(|e| StoreError::Config(format!("cannot set up the Redis connection: {e}")))?;
         Ok(RedisStore {
             inner: Arc::new(Inner {

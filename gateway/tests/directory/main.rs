@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use test_support::{EchoCell, Gateway, RedisServer, wait_until, workspace_bin};
+use test_support::{EchoCell, Gateway, RedisCluster, RedisServer, wait_until, workspace_bin};
 
 /// The tests of this file each run Redis, three cells and up to two gateways, and some
 /// measure latency: running them one at a time keeps a 2-core machine from being the noise.
@@ -28,12 +28,13 @@ struct Stack {
     gateways: Vec<Gateway>,
 }
 
-fn config(cells: &[EchoCell], redis: Option<&RedisServer>, extra: &str) -> String {
+/// `redis`: the `[redis]` target line (`RedisServer::config_target`, `RedisCluster::…`).
+fn config(cells: &[EchoCell], redis: Option<&str>, extra: &str) -> String {
     let mut text =
         String::from("[server]\nlisten = \"{listen}\"\nadmin_listen = \"{admin_listen}\"\n");
     text.push_str(extra);
-    if let Some(redis) = redis {
-        text.push_str(&format!("\n[redis]\nurl = \"{}\"\n", redis.url()));
+    if let Some(target) = redis {
+        text.push_str(&format!("\n[redis]\n{target}\n"));
     }
     text.push_str("\n[control]\npoll_interval = \"500ms\"\nheartbeat_interval = \"200ms\"\ngateway_ttl = \"3s\"\n");
     for cell in cells {
@@ -45,7 +46,7 @@ fn config(cells: &[EchoCell], redis: Option<&RedisServer>, extra: &str) -> Strin
     text
 }
 
-fn stack(redis: Option<&RedisServer>, gateways: usize) -> Stack {
+fn stack(redis: Option<&str>, gateways: usize) -> Stack {
     let cells: Vec<EchoCell> = ["cell-1", "cell-2", "cell-3"]
         .iter()
         .map(|n| EchoCell::start(bin(), n))
@@ -162,7 +163,21 @@ fn traffic(
 fn drain_and_undrain_follow_on_every_gateway_with_zero_errors() {
     let _serial = serial();
     let redis = RedisServer::start();
-    let s = stack(Some(&redis), 2);
+    drain_and_undrain(&redis.config_target());
+}
+
+#[test]
+fn drain_and_undrain_on_a_redis_cluster() {
+    let _serial = serial();
+    let cluster = RedisCluster::start();
+    drain_and_undrain(&cluster.config_target());
+}
+
+/// Two gateways sharing the directory in `redis`, under traffic: a drain reaches the other
+/// gateway by pub/sub, nothing reaches the drained cell, the undrain brings traffic back,
+/// and no request fails.
+fn drain_and_undrain(redis: &str) {
+    let s = stack(Some(redis), 2);
     let (a, b) = (&s.gateways[0], &s.gateways[1]);
     let stop = Arc::new(AtomicBool::new(false));
     let workers = traffic(&s.gateways, 300, stop.clone());
@@ -246,7 +261,7 @@ fn drain_and_undrain_follow_on_every_gateway_with_zero_errors() {
 fn redis_stopped_gateways_keep_routing_and_converge_after() {
     let _serial = serial();
     let redis = RedisServer::start();
-    let s = stack(Some(&redis), 2);
+    let s = stack(Some(&redis.config_target()), 2);
     let (a, b) = (&s.gateways[0], &s.gateways[1]);
     ok(&cellctl(
         a,
@@ -336,7 +351,7 @@ fn p99(seen: &[&Seen]) -> Duration {
 fn drains_survive_a_gateway_restart() {
     let _serial = serial();
     let redis = RedisServer::start();
-    let mut s = stack(Some(&redis), 1);
+    let mut s = stack(Some(&redis.config_target()), 1);
     ok(&cellctl(
         &s.gateways[0],
         &["drain", "cell-1", "--over", "1h"],
@@ -355,7 +370,7 @@ fn drains_survive_a_gateway_restart() {
 fn racing_drains_never_lose_an_update() {
     let _serial = serial();
     let redis = RedisServer::start();
-    let s = stack(Some(&redis), 2);
+    let s = stack(Some(&redis.config_target()), 2);
     let (a, b) = (&s.gateways[0], &s.gateways[1]);
     let mut conflicts = 0;
     for round in 0..10 {

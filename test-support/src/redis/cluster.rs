@@ -83,6 +83,13 @@ impl RedisCluster {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 
+    /// The `[redis]` target line of a Cellgate config, every node a seed:
+    /// `cluster = ["redis://127.0.0.1:<port>", ...]`.
+    pub fn config_target(&self) -> String {
+        let seeds: Vec<String> = self.urls().iter().map(|u| format!("\"{u}\"")).collect();
+        format!("cluster = [{}]", seeds.join(", "))
+    }
+
     /// The fixture's nodes, masters and replicas alike.
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes

@@ -46,12 +46,18 @@ enum End {
 
 async fn run(inner: Arc<Inner>, tx: watch::Sender<u64>) {
     let mut backoff = Backoff::new(RECONNECT_MIN, RECONNECT_MAX);
+    // On a cluster, any node carries classic pub/sub: after a failure try the next seed, so
+    // a dead node does not keep the subscription down.
+    let clients = inner.client.pubsub_clients();
+    let mut next = 0usize;
     // Log state changes, not every failed attempt.
     let mut lost = false;
     loop {
+        let client = &clients[next % clients.len()];
+        next = next.wrapping_add(1);
         let session = tokio::select! {
             () = tx.closed() => return,
-            session = subscribe(&inner) => session,
+            session = subscribe(&inner, client) => session,
         };
         let failure = match session {
             Ok((sink, messages)) => {
@@ -87,9 +93,12 @@ async fn run(inner: Arc<Inner>, tx: watch::Sender<u64>) {
     }
 }
 
-async fn subscribe(inner: &Inner) -> Result<(PubSubSink, PubSubStream), String> {
+async fn subscribe(
+    inner: &Inner,
+    client: &::redis::Client,
+) -> Result<(PubSubSink, PubSubStream), String> {
     let connect = async {
-        let (mut sink, messages) = inner.client.get_async_pubsub().await?.split();
+        let (mut sink, messages) = client.get_async_pubsub().await?.split();
         sink.subscribe(ANNOUNCE_CHANNEL).await?;
         Ok::<_, ::redis::RedisError>((sink, messages))
     };
