@@ -121,24 +121,18 @@ impl Config {
                 "[delivery] needs [redis]: the async queue is stored in Redis Streams",
             ));
         }
-        let delivery = raw
-            .delivery
-            .as_ref()
-            .map(|d| delivery::build(d, &ctx))
-            .transpose()?;
-        if let (
-            Some(raw_d),
+        let cluster = matches!(
+            redis,
             Some(RedisConfig {
                 target: RedisTarget::Cluster(_),
                 ..
-            }),
-        ) = (&raw.delivery, &redis)
-        {
-            return Err(ctx.error_at(
-                raw_d.span(),
-                "[delivery] does not support Redis Cluster yet: use `redis.url`",
-            ));
-        }
+            })
+        );
+        let delivery = raw
+            .delivery
+            .as_ref()
+            .map(|d| delivery::build(d, cluster, &ctx))
+            .transpose()?;
         if let (Some(d), Some(raw_d)) = (&delivery, &raw.delivery) {
             // A live delivery slower than the visibility timeout would be claimed by another
             // worker and sent twice.

@@ -46,6 +46,6 @@ pub use child::ChildGuard;
 pub use echo_cell::{EchoCell, Recorded};
 pub use gateway::{ADMIN_LISTEN_PLACEHOLDER, Gateway, LISTEN_PLACEHOLDER, render_config};
 pub use port::{free_addr, free_port};
-pub use redis::{ClusterNode, RedisCluster, RedisServer, Resp};
+pub use redis::{ClusterNode, Redis, RedisCluster, RedisServer, Resp};
 pub use tempdir::TempDir;
 pub use wait::{wait_http_ok, wait_until};

@@ -19,6 +19,31 @@ mod resp;
 pub use cluster::{ClusterNode, RedisCluster};
 pub use resp::Resp;
 
+/// What a test needs of a Redis deployment, one server or a cluster, so that one test body
+/// runs on both.
+pub trait Redis {
+    /// The `[redis]` target line of a Cellgate config (`url = …` or `cluster = […]`).
+    fn config_target(&self) -> String;
+
+    /// Runs a command whose key (if any) is `args[1]` on the node that serves that key, on a
+    /// fresh connection.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisServer::command`].
+    fn command(&self, args: &[&str]) -> std::io::Result<Resp>;
+}
+
+impl Redis for RedisServer {
+    fn config_target(&self) -> String {
+        RedisServer::config_target(self)
+    }
+
+    fn command(&self, args: &[&str]) -> std::io::Result<Resp> {
+        RedisServer::command(self, args)
+    }
+}
+
 /// How long [`RedisServer::restart`] lets a running server shut down after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Timeout of [`RedisServer::ping`] and [`RedisServer::command`].

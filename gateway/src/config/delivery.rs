@@ -9,6 +9,8 @@ use super::validate::{Ctx, Result, or_default};
 
 /// Most concurrent deliveries one gateway may run.
 pub const MAX_WORKERS: usize = 4096;
+/// Most replicas an enqueue may wait for.
+pub const MAX_WAIT_REPLICAS: u32 = 16;
 
 /// `[delivery]`: workers and retry policy of the async delivery queue. Needs `[redis]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +40,11 @@ pub struct DeliveryConfig {
     /// Budget of the Redis write that accepts an async request (and of status lookups).
     /// `None`: `[redis].timeout`, as for every Redis call made on behalf of a request.
     pub enqueue_timeout: Option<Duration>,
+    /// Replicas that must hold an accepted entry before the gateway answers 202 (`WAIT`
+    /// within the enqueue budget; fewer in time is 503 `queue_unavailable`), so a master lost
+    /// right after acknowledging does not lose the entry. Default 1 on a Redis Cluster (each
+    /// master has a replica to fail over to), 0 on one server.
+    pub wait_replicas: u32,
 }
 
 impl Default for DeliveryConfig {
@@ -53,11 +60,17 @@ impl Default for DeliveryConfig {
             visibility_timeout: Duration::from_secs(30),
             retention: Duration::from_secs(24 * 60 * 60),
             enqueue_timeout: None,
+            wait_replicas: 0,
         }
     }
 }
 
-pub(super) fn build(raw: &Spanned<RawDelivery>, ctx: &Ctx<'_>) -> Result<DeliveryConfig> {
+/// `cluster`: whether `[redis]` is a Redis Cluster (the default of `wait_replicas`).
+pub(super) fn build(
+    raw: &Spanned<RawDelivery>,
+    cluster: bool,
+    ctx: &Ctx<'_>,
+) -> Result<DeliveryConfig> {
     let d = DeliveryConfig::default();
     let raw = raw.get_ref();
     let workers = or_default(raw.workers.as_ref(), d.workers, |v| {
@@ -121,6 +134,20 @@ pub(super) fn build(raw: &Spanned<RawDelivery>, ctx: &Ctx<'_>) -> Result<Deliver
         .as_ref()
         .map(|v| ctx.positive_duration(v, "`delivery.enqueue_timeout`"))
         .transpose()?;
+    let wait_replicas = or_default(raw.wait_replicas.as_ref(), u32::from(cluster), |v| {
+        let n = ctx.int_at_least(v, 0, "`delivery.wait_replicas`")?;
+        u32::try_from(n)
+            .ok()
+            .filter(|n| *n <= MAX_WAIT_REPLICAS)
+            .ok_or_else(|| {
+                ctx.error_at(
+                    v.span(),
+                    format!(
+                        "`delivery.wait_replicas` must be at most {MAX_WAIT_REPLICAS}, got {n}"
+                    ),
+                )
+            })
+    })?;
     if retention < max_age {
         let span = raw
             .retention
@@ -149,5 +176,6 @@ pub(super) fn build(raw: &Spanned<RawDelivery>, ctx: &Ctx<'_>) -> Result<Deliver
         visibility_timeout,
         retention,
         enqueue_timeout,
+        wait_replicas,
     })
 }

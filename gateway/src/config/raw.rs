@@ -102,6 +102,7 @@ pub(super) struct RawDelivery {
     pub visibility_timeout: Option<Text>,
     pub retention: Option<Text>,
     pub enqueue_timeout: Option<Text>,
+    pub wait_replicas: Option<Int>,
 }
 
 #[derive(Debug, Deserialize)]

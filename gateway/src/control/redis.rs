@@ -211,9 +211,15 @@ impl Inner {
         let started = Instant::now();
         let timeout = self.options.timeout;
         // The deadline is on the server's clock, so gateway clock skew does not matter: the
-        // server time now plus what is left of this call's budget.
-        let (secs, micros): (u64, u64) =
-            self.query("compare-and-set", &::redis::cmd("TIME")).await?;
+        // server time now plus what is left of this call's budget. `TIME` runs in a script
+        // keyed on the directory, so on a cluster it reads the clock of the node that will run
+        // the compare-and-set (a bare `TIME` would go to any node).
+        let time = ::redis::cmd("EVAL")
+            .arg("return redis.call('TIME')")
+            .arg(1)
+            .arg(keys::DIRECTORY)
+            .to_owned();
+        let (secs, micros): (u64, u64) = self.query("compare-and-set", &time).await?;
         let left = timeout.saturating_sub(started.elapsed());
         let deadline_ms = secs
             .saturating_mul(1000)

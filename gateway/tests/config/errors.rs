@@ -411,15 +411,6 @@ fn delivery_needs_redis() {
 }
 
 #[test]
-fn delivery_refuses_a_redis_cluster_until_it_supports_one() {
-    assert_error(
-        &format!("[redis]\ncluster = [\"redis://h:7000\"]\n[delivery]\n{CELL}"),
-        3,
-        &["[delivery] does not support Redis Cluster"],
-    );
-}
-
-#[test]
 fn delivery_ranges() {
     let cases = [
         (
@@ -440,6 +431,14 @@ fn delivery_ranges() {
             "delivery.max_body` must be greater than zero",
         ),
         ("workers = 5000", "delivery.workers` must be at most 4096"),
+        (
+            "wait_replicas = 17",
+            "delivery.wait_replicas` must be at most 16",
+        ),
+        (
+            "wait_replicas = -1",
+            "delivery.wait_replicas` must be at least 0",
+        ),
         (
             "enqueue_timeout = \"0s\"",
             "delivery.enqueue_timeout` must be greater than zero",

@@ -66,6 +66,7 @@ fn spec_example_parses() {
             visibility_timeout: Duration::from_secs(30),
             retention: Duration::from_secs(24 * 3600),
             enqueue_timeout: None,
+            wait_replicas: 0,
         })
     );
 

@@ -123,3 +123,20 @@ fn the_enqueue_budget_defaults_to_the_redis_timeout() {
         Some(Duration::from_millis(250))
     );
 }
+
+#[test]
+fn enqueues_wait_for_a_replica_on_a_cluster_by_default() {
+    let with = |redis: &str, extra: &str| {
+        parse(&format!("[redis]\n{redis}\n[delivery]\n{extra}\n{CELL}"))
+            .delivery
+            .unwrap()
+            .wait_replicas
+    };
+    assert_eq!(with("url = \"redis://h\"", ""), 0);
+    assert_eq!(with("cluster = [\"redis://h:7000\"]", ""), 1);
+    assert_eq!(
+        with("cluster = [\"redis://h:7000\"]", "wait_replicas = 0"),
+        0
+    );
+    assert_eq!(with("url = \"redis://h\"", "wait_replicas = 2"), 2);
+}

@@ -270,6 +270,20 @@ impl RedisCluster {
     }
 }
 
+impl super::Redis for RedisCluster {
+    fn config_target(&self) -> String {
+        RedisCluster::config_target(self)
+    }
+
+    /// Sent to the master of `args[1]`'s slot, or to any node for a command without a key.
+    fn command(&self, args: &[&str]) -> std::io::Result<Resp> {
+        match args.get(1) {
+            Some(key) => self.nodes[self.master_of(key)].command(args),
+            None => Ok(self.ask_any(args)),
+        }
+    }
+}
+
 /// The text of an `INFO`-like reply, or empty when the node does not answer.
 fn info_text(node: &RedisServer, args: &[&str]) -> String {
     node.command(args)
