@@ -318,16 +318,12 @@ fn delivery_queue(
     let (Some(delivery), Some(redis)) = (&config.delivery, &config.redis) else {
         return Ok(None);
     };
-    let RedisTarget::Single(url) = &redis.target else {
-        return Err(StartError::Delivery(QueueError::Config(
-            "Redis Cluster is not supported yet; use `url`".to_owned(),
-        )));
-    };
     // Workers and operators are off the request path: they get the control plane's budget
     // (`[control].timeout`), requests keep `[redis].timeout`.
     let background = config.control.timeout.max(redis.timeout);
     let front = delivery.enqueue_timeout.unwrap_or(redis.timeout);
-    let store = QueueStore::open(url, front, background).map_err(StartError::Delivery)?;
+    let store = QueueStore::open(&redis.target, front, background, delivery.wait_replicas)
+        .map_err(StartError::Delivery)?;
     Ok(Some(DeliveryQueue::new(
         store,
         delivery.clone(),

@@ -6,12 +6,15 @@
 //!
 //! - [`keys`]: one partition per home cell of the target key, all its keys under one hash
 //!   tag; delivery ids name their partition.
-//! - [`store`]: every state change is one Lua script, so no crash loses an entry.
+//! - [`store`]: every state change is one Lua script, so no crash loses an entry; workers
+//!   change a batch of one partition's entries per script call.
 //! - [`worker`]: blocking reads per partition, claims of abandoned work, due retries.
+//! - `recorder`: attempt outcomes recorded in batches, one script call per partition.
 
 pub mod keys;
 pub mod metrics;
 pub mod record;
+mod recorder;
 pub mod store;
 pub mod worker;
 
@@ -315,7 +318,7 @@ mod tests {
             .build()
             .unwrap();
         let _guard = rt.enter();
-        let store = QueueStore::open(
+        let store = QueueStore::open_url(
             "redis://127.0.0.1:1",
             Duration::from_millis(50),
             Duration::from_secs(1),

@@ -13,7 +13,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::{Client, Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+use redis::{Client, Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
 
 use crate::config::RedisTarget;
 
@@ -77,11 +78,25 @@ impl RedisClient {
     ///
     /// Outside a Tokio runtime.
     pub fn connect_lazy(&self, timeout: Duration) -> RedisResult<RedisConn> {
+        self.connect_lazy_with(timeout, timeout)
+    }
+
+    /// As [`connect_lazy`](Self::connect_lazy), with a response timeout of its own: for a
+    /// connection that makes blocking calls, whose answers come after the block time.
+    ///
+    /// # Errors
+    ///
+    /// Outside a Tokio runtime.
+    pub fn connect_lazy_with(
+        &self,
+        timeout: Duration,
+        response_timeout: Duration,
+    ) -> RedisResult<RedisConn> {
         match self {
             RedisClient::Single(client) => {
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout))
+                    .set_response_timeout(Some(response_timeout))
                     .set_number_of_retries(0);
                 let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
                 Ok(RedisConn::Single(conn))
@@ -89,7 +104,7 @@ impl RedisClient {
             RedisClient::Cluster(cluster, _) => {
                 let config = ClusterConfig::new()
                     .set_connection_timeout(timeout)
-                    .set_response_timeout(timeout);
+                    .set_response_timeout(response_timeout);
                 Ok(RedisConn::Cluster(
                     cluster.get_pending_async_connection_with_config(config),
                 ))
@@ -109,6 +124,69 @@ impl RedisClient {
     /// Whether this is a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self, RedisClient::Cluster(..))
+    }
+}
+
+impl RedisConn {
+    /// Runs a command that names no key on the node serving `key` (on a cluster, its
+    /// slot's master; a bare keyless command would go to any node), over the same connection
+    /// the key's other commands use.
+    ///
+    /// # Errors
+    ///
+    /// Connection errors and error replies; the caller bounds the call with its timeout.
+    pub async fn query_on_node_of<T: FromRedisValue>(
+        &mut self,
+        key: &str,
+        cmd: Cmd,
+    ) -> RedisResult<T> {
+        match self {
+            RedisConn::Single(conn) => cmd.query_async(conn).await,
+            RedisConn::Cluster(conn) => {
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                    Route::with_slot(Slot::for_key(key), SlotAddr::Master),
+                ));
+                let value = conn.route_command(cmd, route).await?;
+                Ok(T::from_redis_value(value)?)
+            }
+        }
+    }
+
+    /// Waits until the writes this connection made on `key`'s node are held by
+    /// `min(replicas, replicas connected to that node)` replicas, for up to half of
+    /// `timeout` (the other half is for asking the node how many replicas it has);
+    /// returns whether they are. A node whose replicas are all gone (e.g. a master just
+    /// promoted after its old master died) has nothing to wait for: waiting there would
+    /// refuse every write until an operator repaired the replica, for no durability gain
+    /// (the node has no replica to fail over to).
+    ///
+    /// # Errors
+    ///
+    /// As [`query_on_node_of`](Self::query_on_node_of).
+    pub async fn wait_replicas(
+        &mut self,
+        key: &str,
+        replicas: u32,
+        timeout: Duration,
+    ) -> RedisResult<bool> {
+        // Half the budget for WAIT, so that ROLE still fits when it falls short. `WAIT n 0`
+        // would block forever.
+        let millis = u64::try_from((timeout / 2).as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(millis);
+        let acked: u32 = self.query_on_node_of(key, wait).await?;
+        if acked >= replicas {
+            return Ok(true);
+        }
+        // ROLE of a master: ["master", offset, [[ip, port, offset], ...]].
+        let role: Vec<Value> = self.query_on_node_of(key, redis::cmd("ROLE")).await?;
+        let connected = match role.get(2) {
+            Some(Value::Array(list)) => u32::try_from(list.len()).unwrap_or(u32::MAX),
+            _ => 0,
+        };
+        Ok(acked >= replicas.min(connected))
     }
 }
 

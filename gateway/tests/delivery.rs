@@ -6,6 +6,8 @@
 //! |---|---|
 //! | a cell down for 20 s under 5,000 async requests: all delivered once per key, no attempt burnt while its breaker is open | `outage.rs` |
 //! | a gateway SIGKILLed mid-delivery: another claims its work, nothing lost | `crash.rs` |
+//! | a gateway SIGKILLed with outcomes not yet recorded: those entries are delivered again | `lost_outcomes.rs` |
+//! | batched take and outcome scripts: each entry judged alone, stale outcomes refused | `batch.rs` |
 //! | Redis (AOF, `appendfsync always`) killed and restarted under load: every 202 delivered, 503 while down | `redis_restart.rs` |
 //! | Redis frozen: 503 `queue_unavailable` within the Redis timeout, never 202 | `redis_down.rs` |
 //! | `max_pending` and `max_body`: 503 `queue_full`, 413 `payload_too_large` | `backpressure.rs` |
@@ -17,12 +19,16 @@
 
 #[path = "delivery/backpressure.rs"]
 mod backpressure;
+#[path = "delivery/batch.rs"]
+mod batch;
 #[path = "delivery/crash.rs"]
 mod crash;
 #[path = "delivery/drain.rs"]
 mod drain;
 #[path = "delivery/idempotency.rs"]
 mod idempotency;
+#[path = "delivery/lost_outcomes.rs"]
+mod lost_outcomes;
 #[path = "delivery/outage.rs"]
 mod outage;
 #[path = "delivery/redis_down.rs"]

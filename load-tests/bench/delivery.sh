@@ -374,7 +374,9 @@ $(perf report -q -i "$work/perf-$name.data" --no-children -g none --sort pid,dso
 "
     fi
     claimed=$(metrics | awk '/^cellgate_delivery_claimed_total/ { print $NF }')
-    record_failures=$(grep -c 'could not record a delivery attempt' "$work/$name.log" || true)
+    # Outcomes are recorded in batches: one log line per batch, with how many it held.
+    record_failures=$({ grep 'could not record a delivery attempt' "$work/$name.log" || true; } \
+      | sed -n 's/.* attempts=\([0-9]*\).*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
 
     out=$(cat "$work/wrk-$name.txt")
     p50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
@@ -409,7 +411,7 @@ $(perf report -q -i "$work/perf-$name.data" --no-children -g none --sort pid,dso
       FNR == NR { c[$1] = $2; u[$1] = $3; next }
       { dc = $2 - c[$1]; du = $3 - u[$1]; if (dc <= 0) next
         if ($1 == "evalsha" || $1 == "eval") { ec += dc; eu += du }
-        else if ($1 ~ /^(xreadgroup|xautoclaim|xgroup|zrange|ping|config)$/) top += du
+        else if ($1 ~ /^(xreadgroup|xautoclaim|xgroup|zrange|zrangebyscore|ping|config)$/) top += du
         else inner += du }
       END { if (d == 0) d = 1; if (ec == 0) ec = 1
         printf "EVALSHA %.1fus per call, %.1fus per message, of which the commands inside %.1fus (Lua and call overhead %.1fus); top-level reads and the rest %.1fus",

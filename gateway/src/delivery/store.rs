@@ -3,19 +3,25 @@
 //! Every state change of an entry is one Lua script (`lua/*.lua`) over the keys of one
 //! partition, so a crash between two steps of a transition cannot happen: a dead-letter copy
 //! exists before the original is acknowledged, a retry is scheduled before its token is
-//! dropped.
+//! dropped. The workers' operations ([`work`]) handle a batch of entries of one partition per
+//! script call; each entry in it is judged on its own.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Client, RedisResult, Script, ScriptInvocation, Value};
+use redis::{RedisResult, Script, ScriptInvocation, Value};
+
+use crate::config::RedisTarget;
+use crate::redis_conn::{RedisClient, RedisConn};
 
 use super::keys::{GROUP, Partition};
 use super::record::{Record, StoredRequest};
+
+mod work;
+
+pub use work::{Outcome, OutcomeKind, Reader, Settled, TAKE_REPLY_BYTES, Take, TakeRequest, Token};
 
 /// Why a queue operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,31 +48,6 @@ pub enum Enqueued {
     Full,
 }
 
-/// What a worker may do with a token it read.
-#[derive(Debug)]
-pub enum Take {
-    /// Deliver: the attempt is counted.
-    Go {
-        /// This attempt's number, from 1.
-        attempt: u32,
-        /// The stored request.
-        request: StoredRequest,
-    },
-    /// Dead-lettered instead (too old, or out of attempts after a claim).
-    Dead(String),
-    /// Nothing to do: already finished or purged.
-    Gone,
-}
-
-/// A token read from a partition's stream: the stream entry and the delivery it stands for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Token {
-    /// The stream entry id, acknowledged when the delivery changes state.
-    pub entry: String,
-    /// The delivery id.
-    pub id: String,
-}
-
 /// Depth figures of one partition.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Depth {
@@ -85,7 +66,9 @@ pub struct QueueStore {
 }
 
 struct Inner {
-    client: Client,
+    client: RedisClient,
+    /// Replicas that must hold an accepted entry before `enqueue` reports it accepted.
+    wait_replicas: u32,
     /// Calls made on behalf of a request (enqueue, status), bounded by `[redis].timeout`.
     front: Lane,
     /// Workers' and operators' calls, on a connection of their own (a worker's large reply
@@ -94,9 +77,7 @@ struct Inner {
     back: Lane,
     enqueue: Script,
     take: Script,
-    defer: Script,
-    succeed: Script,
-    fail: Script,
+    settle: Script,
     promote: Script,
     replay: Script,
     purge: Script,
@@ -122,39 +103,58 @@ macro_rules! script {
 }
 
 impl QueueStore {
-    /// A store on the Redis server at `url`. Calls made on behalf of a request are bounded by
-    /// `timeout`, workers' and operators' calls by `background_timeout`. Does not connect,
-    /// so a gateway starts while Redis is down.
+    /// A store on the Redis server or cluster `target`. Calls made on behalf of a request
+    /// are bounded by `timeout`, workers' and operators' calls by `background_timeout`.
+    /// `wait_replicas`: how many replicas must hold an accepted entry before
+    /// [`enqueue`](Self::enqueue) reports it accepted. Does not connect, so a gateway starts
+    /// while Redis is down.
     ///
     /// # Errors
     /// [`QueueError::Config`] for a bad URL or outside a Tokio runtime.
     pub fn open(
-        url: &str,
+        target: &RedisTarget,
         timeout: Duration,
         background_timeout: Duration,
+        wait_replicas: u32,
     ) -> Result<QueueStore, QueueError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(QueueError::Config(
                 "the delivery queue must be opened inside a Tokio runtime".into(),
             ));
         }
-        let client =
-            Client::open(url).map_err(|e| QueueError::Config(format!("invalid Redis URL: {e}")))?;
+        let client = RedisClient::new(target, timeout)
+            .map_err(|e| QueueError::Config(format!("invalid Redis URL: {e}")))?;
         Ok(QueueStore {
             inner: Arc::new(Inner {
                 front: Lane::new(&client, timeout)?,
                 back: Lane::new(&client, background_timeout)?,
                 client,
+                wait_replicas,
                 enqueue: script!("enqueue.lua"),
                 take: script!("take.lua"),
-                defer: script!("defer.lua"),
-                succeed: script!("succeed.lua"),
-                fail: script!("fail.lua"),
+                settle: script!("settle.lua"),
                 promote: script!("promote.lua"),
                 replay: script!("replay.lua"),
                 purge: script!("purge.lua"),
             }),
         })
+    }
+
+    /// A store on the one Redis server at `url`, no replicas waited for (tests and tools).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_url(
+        url: &str,
+        timeout: Duration,
+        background_timeout: Duration,
+    ) -> Result<QueueStore, QueueError> {
+        Self::open(
+            &RedisTarget::Single(url.to_owned()),
+            timeout,
+            background_timeout,
+            0,
+        )
     }
 
     /// Stores `request` as delivery `id` of partition `p`, unless `p` holds `max_pending`
@@ -174,6 +174,7 @@ impl QueueStore {
         idempotency: Option<(&str, Duration)>,
         request: &StoredRequest,
     ) -> Result<Enqueued, QueueError> {
+        let started = std::time::Instant::now();
         let record = p.record(id);
         let mut inv = self.inner.enqueue.prepare_invoke();
         keys(&mut inv, p, &record);
@@ -185,14 +186,47 @@ impl QueueStore {
         };
         request.write_fields(&mut inv);
         let reply: Vec<String> = self.inner.front.invoke("enqueue", &inv).await?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => Ok(Enqueued::Accepted),
-            Some("full") => Ok(Enqueued::Full),
+        let answer = match reply.first().map(String::as_str) {
+            Some("ok") => Enqueued::Accepted,
+            Some("full") => return Ok(Enqueued::Full),
             Some("dup") => reply
                 .get(1)
                 .map(|id| Enqueued::Duplicate(id.clone()))
-                .ok_or_else(|| QueueError::Corrupt("enqueue: dup without id".into())),
-            _ => Err(QueueError::Corrupt(format!("enqueue: {reply:?}"))),
+                .ok_or_else(|| QueueError::Corrupt("enqueue: dup without id".into()))?,
+            _ => return Err(QueueError::Corrupt(format!("enqueue: {reply:?}"))),
+        };
+        // A duplicate waits too: the first write's replication may still be under way.
+        self.replicated(p, started).await?;
+        Ok(answer)
+    }
+
+    /// Waits, within what is left of the enqueue budget, until `wait_replicas` replicas
+    /// (or all that are connected, if fewer) hold what this gateway wrote to `p`'s node: a
+    /// 202 must survive the master's loss. Not confirmed in time: `Unavailable` (503); the
+    /// entry may still be delivered, and the client's retry with its idempotency key gets
+    /// the original id.
+    async fn replicated(
+        &self,
+        p: &Partition,
+        started: std::time::Instant,
+    ) -> Result<(), QueueError> {
+        let replicas = self.inner.wait_replicas;
+        if replicas == 0 {
+            return Ok(());
+        }
+        let lane = &self.inner.front;
+        let left = lane.timeout.saturating_sub(started.elapsed());
+        let mut conn = lane.conn.clone();
+        let wait = conn.wait_replicas(&p.stream, replicas, left);
+        match tokio::time::timeout(left, wait).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(QueueError::Unavailable(format!(
+                "enqueue: written, but not confirmed by {replicas} replica(s) in time"
+            ))),
+            Ok(Err(e)) => Err(QueueError::Unavailable(format!(
+                "enqueue: replication: {e}"
+            ))),
+            Err(_) => Err(lane.timed_out("enqueue: replication")),
         }
     }
 
@@ -221,202 +255,6 @@ impl QueueStore {
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
             Err(e) => Err(QueueError::Unavailable(format!("create group: {e}"))),
         }
-    }
-
-    /// Starts an attempt on `token`, dead-lettering it instead when it is older than
-    /// `max_age` or out of attempts. The token stays pending with this worker until
-    /// [`succeed`](Self::succeed), [`fail`](Self::fail) or [`defer`](Self::defer).
-    ///
-    /// # Errors
-    /// [`QueueError`]; the token then stays pending and is claimed again later.
-    pub async fn take(
-        &self,
-        p: &Partition,
-        token: &Token,
-        now_ms: u64,
-        max_age: Duration,
-        max_attempts: u32,
-    ) -> Result<Take, QueueError> {
-        let record = p.record(&token.id);
-        let mut inv = self.inner.take.prepare_invoke();
-        keys(&mut inv, p, &record);
-        inv.arg(&token.id)
-            .arg(&token.entry)
-            .arg(now_ms)
-            .arg(millis(max_age))
-            .arg(max_attempts);
-        let reply: Vec<Option<Vec<u8>>> = self.inner.back.invoke("take", &inv).await?;
-        let text = |i: usize| -> String {
-            reply
-                .get(i)
-                .and_then(Option::as_ref)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default()
-        };
-        match text(0).as_str() {
-            "gone" => Ok(Take::Gone),
-            "dead" => Ok(Take::Dead(text(1))),
-            "go" => {
-                let attempt = text(1)
-                    .parse()
-                    .map_err(|_| QueueError::Corrupt(format!("take: attempts {:?}", text(1))))?;
-                let bytes = |i: usize| reply.get(i).cloned().flatten().unwrap_or_default();
-                Ok(Take::Go {
-                    attempt,
-                    request: StoredRequest {
-                        method: text(2),
-                        uri: text(3),
-                        headers: bytes(4),
-                        body: Bytes::from(bytes(5)),
-                        target: bytes(6),
-                        idempotency_key: text(7),
-                        traceparent: text(8),
-                    },
-                })
-            }
-            other => Err(QueueError::Corrupt(format!("take: {other:?}"))),
-        }
-    }
-
-    /// Gives attempt `attempt` back and schedules `token` for `due_ms`: the cell could not
-    /// take it (breaker open, bulkhead full), or it was a failed half-open probe, so it must
-    /// not count. `note`: what happened, for the history (empty when nothing was sent).
-    ///
-    /// # Errors
-    /// [`QueueError`]; the token then stays pending and is claimed again later.
-    pub async fn defer(
-        &self,
-        p: &Partition,
-        token: &Token,
-        now_ms: u64,
-        due_ms: u64,
-        attempt: u32,
-        note: &str,
-    ) -> Result<(), QueueError> {
-        let record = p.record(&token.id);
-        let mut inv = self.inner.defer.prepare_invoke();
-        keys(&mut inv, p, &record);
-        inv.arg(&token.id)
-            .arg(&token.entry)
-            .arg(now_ms)
-            .arg(due_ms)
-            .arg(attempt)
-            .arg(note);
-        let _: i64 = self.inner.back.invoke("defer", &inv).await?;
-        Ok(())
-    }
-
-    /// Records that `token`'s attempt `attempt` was answered `status` by `cell`.
-    ///
-    /// # Errors
-    /// [`QueueError`]; the token then stays pending and is delivered again later.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn succeed(
-        &self,
-        p: &Partition,
-        token: &Token,
-        now_ms: u64,
-        retention: Duration,
-        status: u16,
-        cell: &str,
-        attempt: u32,
-    ) -> Result<(), QueueError> {
-        let record = p.record(&token.id);
-        let mut inv = self.inner.succeed.prepare_invoke();
-        keys(&mut inv, p, &record);
-        inv.arg(&token.id)
-            .arg(&token.entry)
-            .arg(now_ms)
-            .arg(millis(retention))
-            .arg(status)
-            .arg(cell)
-            .arg(attempt);
-        let _: i64 = self.inner.back.invoke("succeed", &inv).await?;
-        Ok(())
-    }
-
-    /// Records a failed attempt: a retry at `retry_at` (ms), or with `None` a dead letter
-    /// with `reason`. Returns whether it was dead-lettered.
-    ///
-    /// # Errors
-    /// [`QueueError`]; the token then stays pending and is claimed again later.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn fail(
-        &self,
-        p: &Partition,
-        token: &Token,
-        now_ms: u64,
-        retry_at: Option<u64>,
-        reason: &str,
-        error: &str,
-        attempt: u32,
-        status: Option<u16>,
-    ) -> Result<bool, QueueError> {
-        let record = p.record(&token.id);
-        let mut inv = self.inner.fail.prepare_invoke();
-        keys(&mut inv, p, &record);
-        inv.arg(&token.id).arg(&token.entry).arg(now_ms);
-        match retry_at {
-            Some(at) => inv.arg(at),
-            None => inv.arg(""),
-        };
-        inv.arg(reason).arg(error).arg(attempt);
-        match status {
-            Some(s) => inv.arg(s),
-            None => inv.arg(""),
-        };
-        let outcome: String = self.inner.back.invoke("fail", &inv).await?;
-        Ok(outcome == "dead")
-    }
-
-    /// Moves up to `limit` due retries of `p` back into its stream; returns how many.
-    ///
-    /// # Errors
-    /// [`QueueError::Unavailable`].
-    pub async fn promote(
-        &self,
-        p: &Partition,
-        now_ms: u64,
-        limit: usize,
-    ) -> Result<usize, QueueError> {
-        let mut inv = self.inner.promote.prepare_invoke();
-        // The record key is unused; any key of the partition keeps the slot rule.
-        keys(&mut inv, p, &p.dead);
-        inv.arg(now_ms).arg(limit);
-        self.inner.back.invoke("promote", &inv).await
-    }
-
-    /// Claims tokens of `p` that sat with a worker longer than `min_idle` (that worker is
-    /// presumed dead), from `cursor`; returns the next cursor and the claimed tokens.
-    ///
-    /// # Errors
-    /// [`QueueError::Unavailable`].
-    pub async fn claim(
-        &self,
-        p: &Partition,
-        consumer: &str,
-        min_idle: Duration,
-        cursor: &str,
-        count: usize,
-    ) -> Result<(String, Vec<Token>), QueueError> {
-        let mut cmd = redis::cmd("XAUTOCLAIM");
-        cmd.arg(&p.stream)
-            .arg(GROUP)
-            .arg(consumer)
-            .arg(millis(min_idle))
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(count);
-        let reply: Value = self.inner.back.query("claim", &cmd).await?;
-        let Value::Array(parts) = reply else {
-            return Err(QueueError::Corrupt(format!("XAUTOCLAIM: {reply:?}")));
-        };
-        let next = parts
-            .first()
-            .and_then(as_text)
-            .unwrap_or_else(|| "0-0".to_owned());
-        let tokens = parts.get(1).map(parse_entries).unwrap_or_default();
-        Ok((next, tokens))
     }
 
     /// The record of delivery `id` in partition `p`, if it exists.
@@ -576,130 +414,18 @@ impl QueueStore {
         let reply: Vec<String> = self.inner.back.query("config get", &cmd).await?;
         Ok(reply.get(1).cloned())
     }
-
-    /// A connection of its own for blocking reads of `p`'s stream.
-    pub fn reader(&self, consumer: &str) -> Reader {
-        Reader {
-            client: self.inner.client.clone(),
-            timeout: self.inner.back.timeout,
-            consumer: consumer.to_owned(),
-            conn: None,
-        }
-    }
-}
-
-/// A blocking reader of one partition's stream, on a connection of its own: a blocked
-/// `XREADGROUP` would stall every other command multiplexed on a shared connection, and its
-/// response timeout must outlast the block time.
-pub struct Reader {
-    client: Client,
-    timeout: Duration,
-    consumer: String,
-    conn: Option<MultiplexedConnection>,
-}
-
-impl Reader {
-    /// Reads up to `count` new tokens of `p`, waiting up to `block` for the first (`None`:
-    /// answer at once).
-    ///
-    /// A read that times out may have handed tokens to this consumer that it never saw: they
-    /// stay pending and are claimed after the visibility timeout, never lost.
-    ///
-    /// # Errors
-    /// [`QueueError::Unavailable`]; the connection is rebuilt on the next read.
-    pub async fn read(
-        &mut self,
-        p: &Partition,
-        count: usize,
-        block: Option<Duration>,
-    ) -> Result<Vec<Token>, QueueError> {
-        let result = self.read_inner(p, count, block).await;
-        if result.is_err() {
-            self.conn = None;
-        }
-        result
-    }
-
-    async fn read_inner(
-        &mut self,
-        p: &Partition,
-        count: usize,
-        block: Option<Duration>,
-    ) -> Result<Vec<Token>, QueueError> {
-        let block = block.unwrap_or_default();
-        // Redis checks block timeouts on its cron tick (100 ms at the default `hz 10`), so an
-        // empty answer can come late: allow twice the block time plus the call timeout.
-        let limit = block * 2 + self.timeout;
-        let conn = match &self.conn {
-            Some(conn) => conn.clone(),
-            None => {
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(Some(limit));
-                let conn = tokio::time::timeout(
-                    self.timeout,
-                    self.client
-                        .get_multiplexed_async_connection_with_config(&config),
-                )
-                .await
-                .map_err(|_| QueueError::Unavailable("connect: timed out".into()))?
-                .map_err(|e| QueueError::Unavailable(format!("connect: {e}")))?;
-                self.conn = Some(conn.clone());
-                conn
-            }
-        };
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(GROUP)
-            .arg(&self.consumer)
-            .arg("COUNT")
-            .arg(count);
-        // `BLOCK 0` would wait forever: no BLOCK at all answers at once.
-        if !block.is_zero() {
-            cmd.arg("BLOCK").arg(millis(block));
-        }
-        cmd.arg("STREAMS").arg(&p.stream).arg(">");
-        let reply: Value =
-            tokio::time::timeout(limit, async { cmd.query_async(&mut conn.clone()).await })
-                .await
-                .map_err(|_| QueueError::Unavailable("read: timed out".into()))?
-                .map_err(|e| QueueError::Unavailable(format!("read: {e}")))?;
-        // [[stream, [[entry, [field, value, ..]], ..]]] or nil when the block time passed.
-        let mut tokens = Vec::new();
-        match reply {
-            Value::Array(streams) => {
-                for stream in &streams {
-                    if let Value::Array(pair) = stream {
-                        if let Some(entries) = pair.get(1) {
-                            tokens.extend(parse_entries(entries));
-                        }
-                    }
-                }
-            }
-            Value::Map(streams) => {
-                for (_, entries) in &streams {
-                    tokens.extend(parse_entries(entries));
-                }
-            }
-            _ => {}
-        }
-        Ok(tokens)
-    }
 }
 
 /// A connection and the timeout of every call on it.
 struct Lane {
-    conn: ConnectionManager,
+    conn: RedisConn,
     timeout: Duration,
 }
 
 impl Lane {
-    fn new(client: &Client, timeout: Duration) -> Result<Lane, QueueError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(0);
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
+    fn new(client: &RedisClient, timeout: Duration) -> Result<Lane, QueueError> {
+        let conn = client
+            .connect_lazy(timeout)
             .map_err(|e| QueueError::Config(format!("cannot set up the Redis connection: {e}")))?;
         Ok(Lane { conn, timeout })
     }
@@ -766,13 +492,15 @@ const RECORD_FIELDS: [&str; 16] = [
     "idem",
 ];
 
-/// Declares the five partition keys every script takes, `record` last.
+/// Declares the five keys of a script on one entry: the partition's four, `record` last.
 fn keys(inv: &mut ScriptInvocation<'_>, p: &Partition, record: &str) {
-    inv.key(&p.stream)
-        .key(&p.live)
-        .key(&p.delayed)
-        .key(&p.dead)
-        .key(record);
+    partition_keys(inv, p);
+    inv.key(record);
+}
+
+/// Declares the four partition keys every script starts with.
+fn partition_keys(inv: &mut ScriptInvocation<'_>, p: &Partition) {
+    inv.key(&p.stream).key(&p.live).key(&p.delayed).key(&p.dead);
 }
 
 fn millis(d: Duration) -> u64 {
@@ -785,30 +513,4 @@ fn as_text(v: &Value) -> Option<String> {
         Value::SimpleString(s) => Some(s.clone()),
         _ => None,
     }
-}
-
-/// `[[entry, [field, value, ..]] | nil, ..]` → tokens; entries without an `id` field (or
-/// deleted ones, which `XAUTOCLAIM` reports as nil) are skipped.
-fn parse_entries(v: &Value) -> Vec<Token> {
-    let Value::Array(entries) = v else {
-        return Vec::new();
-    };
-    entries
-        .iter()
-        .filter_map(|entry| {
-            let Value::Array(pair) = entry else {
-                return None;
-            };
-            let entry = as_text(pair.first()?)?;
-            let Value::Array(fields) = pair.get(1)? else {
-                return None;
-            };
-            let id = fields
-                .chunks(2)
-                .find(|kv| as_text(&kv[0]).as_deref() == Some("id"))
-                .and_then(|kv| kv.get(1))
-                .and_then(as_text)?;
-            Some(Token { entry, id })
-        })
-        .collect()
 }

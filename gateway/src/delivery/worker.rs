@@ -2,6 +2,9 @@
 //! one claimer per partition hand tokens to at most `workers` concurrent deliveries (the
 //! claimer takes work abandoned by dead workers); one task moves due retries back into the
 //! streams, another samples the depth gauges.
+//!
+//! Redis is asked per batch, not per message: the tokens of one read start their attempts
+//! in one `take` call, and outcomes are recorded by the partition's [`Recorder`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +17,9 @@ use tracing::{Instrument, debug, info_span, warn};
 use super::DeliveryQueue;
 use super::keys::Partition;
 use super::metrics::DeliveryOutcome;
-use super::store::{QueueError, Take, Token};
+use super::record::StoredRequest;
+use super::recorder::{self, Recorder};
+use super::store::{Outcome, OutcomeKind, QueueError, Take, TakeRequest, Token};
 use crate::control::now_ms;
 use crate::proxy::Proxy;
 use crate::proxy::deliver::Sent;
@@ -24,14 +29,20 @@ use crate::proxy::trace_context::TraceParent;
 const BLOCK: Duration = Duration::from_secs(1);
 /// Most tokens read at once.
 const BATCH: usize = 64;
+/// How long a busy partition's reader waits before reading again after a read that found
+/// fewer tokens than it had slots for: the next read and its `take` then carry a batch
+/// rather than the one or two tokens that arrived meanwhile (at 1,000 messages/s per
+/// partition, reads without a pause returned about one token each). Adds as much to a
+/// delivery's latency, none to an enqueue's.
+const READ_LINGER: Duration = Duration::from_millis(2);
 /// Least wait after a failed breaker probe before the entry is tried again.
 const PROBE_PAUSE: Duration = Duration::from_secs(1);
 /// How often due retries are moved back into the streams.
 const PROMOTE_EVERY: Duration = Duration::from_millis(100);
 
 /// Starts the workers (when `workers > 0`) and the depth sampler. The handle finishes after
-/// `stop`, once in-flight deliveries are done or `grace` has passed (what is left is claimed
-/// by another gateway after the visibility timeout).
+/// `stop`, once in-flight deliveries are done and their outcomes recorded, or `grace` has
+/// passed (what is left is claimed by another gateway after the visibility timeout).
 pub fn spawn(
     queue: DeliveryQueue,
     proxy: Proxy,
@@ -42,38 +53,52 @@ pub fn spawn(
         check_eviction_policy(&queue).await;
         let workers = queue.config().workers;
         let mut tasks = vec![tokio::spawn(sample(queue.clone(), stop.clone()))];
-        if workers > 0 {
-            let slots = Arc::new(Semaphore::new(workers));
-            for p in queue.partitions() {
-                tasks.push(tokio::spawn(read(
-                    queue.clone(),
-                    proxy.clone(),
-                    p.clone(),
-                    slots.clone(),
-                    stop.clone(),
-                )));
-                tasks.push(tokio::spawn(claim(
-                    queue.clone(),
-                    proxy.clone(),
-                    p.clone(),
-                    slots.clone(),
-                    stop.clone(),
-                )));
-            }
-            tasks.push(tokio::spawn(promote(queue.clone(), stop.clone())));
+        if workers == 0 {
             for t in tasks {
                 let _ = t.await;
             }
-            // Let deliveries in flight finish: their outcome is recorded, not left to a
-            // claim after the visibility timeout.
-            let all = u32::try_from(workers).unwrap_or(u32::MAX);
-            let _ = tokio::time::timeout(grace, slots.acquire_many(all)).await;
-        } else {
-            for t in tasks {
-                let _ = t.await;
-            }
+            return;
+        }
+        let slots = Arc::new(Semaphore::new(workers));
+        let mut recorders = Vec::new();
+        for p in queue.partitions() {
+            let (recorder, task) = recorder::spawn(queue.clone(), p.clone());
+            recorders.push(task);
+            let w = PartitionWorker {
+                queue: queue.clone(),
+                proxy: proxy.clone(),
+                p: p.clone(),
+                recorder,
+                slots: slots.clone(),
+            };
+            tasks.push(tokio::spawn(read(w.clone(), stop.clone())));
+            tasks.push(tokio::spawn(claim(w, stop.clone())));
+        }
+        tasks.push(tokio::spawn(promote(queue.clone(), stop.clone())));
+        for t in tasks {
+            let _ = t.await;
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        // Let deliveries in flight finish and hand their outcomes over, rather than leave
+        // them to a claim after the visibility timeout...
+        let all = u32::try_from(workers).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout_at(deadline, slots.acquire_many(all)).await;
+        // ...and record them: each recorder ends once it has recorded everything queued and
+        // the last delivery holding it is gone.
+        for r in recorders {
+            let _ = tokio::time::timeout_at(deadline, r).await;
         }
     })
+}
+
+/// The workers' handles on one partition.
+#[derive(Clone)]
+struct PartitionWorker {
+    queue: DeliveryQueue,
+    proxy: Proxy,
+    p: Partition,
+    recorder: Recorder,
+    slots: Arc<Semaphore>,
 }
 
 /// Warns when Redis may evict queue keys: an evicted record or stream is acknowledged work
@@ -91,24 +116,26 @@ async fn check_eviction_policy(queue: &DeliveryQueue) {
     }
 }
 
-/// Reads `p`'s stream and starts a delivery per token, within the worker slots.
-async fn read(
-    queue: DeliveryQueue,
-    proxy: Proxy,
-    p: Partition,
-    slots: Arc<Semaphore>,
-    stop: CancellationToken,
-) {
+/// Reads `p`'s stream and starts deliveries, within the worker slots.
+async fn read(w: PartitionWorker, stop: CancellationToken) {
+    let (queue, p) = (&w.queue, &w.p);
     let mut reader = queue.store().reader(queue.consumer());
     let mut backoff = Backoff::default();
     let mut group_ready = false;
     let mut idle = true;
+    let mut linger = false;
     while !stop.is_cancelled() {
+        if linger {
+            tokio::select! {
+                () = tokio::time::sleep(READ_LINGER) => {}
+                () = stop.cancelled() => return,
+            }
+        }
         if !group_ready {
-            match queue.store().ensure_group(&p).await {
+            match queue.store().ensure_group(p).await {
                 Ok(()) => group_ready = true,
                 Err(e) => {
-                    backoff.wait(&stop, &p, &e).await;
+                    backoff.wait(&stop, p, &e).await;
                     continue;
                 }
             }
@@ -117,36 +144,31 @@ async fn read(
         // one would age towards the visibility timeout and be claimed twice). An idle
         // partition waits for work holding one slot only, so it does not starve busy
         // partitions; a busy one drains without blocking, as many as slots are free.
-        let Some(mut permits) = take_slots(&slots, if idle { 1 } else { BATCH }, &stop).await
-        else {
+        let Some(permits) = take_slots(&w.slots, if idle { 1 } else { BATCH }, &stop).await else {
             return;
         };
         let block = idle.then_some(BLOCK);
         let read = tokio::select! {
-            r = reader.read(&p, permits.len(), block) => r,
+            r = reader.read(p, permits.len(), block) => r,
             () = stop.cancelled() => return,
         };
-        if let Ok(tokens) = &read {
-            idle = tokens.is_empty();
-        }
         match read {
             Ok(tokens) => {
                 backoff.reset();
-                for token in tokens {
-                    let Some(permit) = permits.pop() else { break };
-                    tokio::spawn(deliver(
-                        queue.clone(),
-                        proxy.clone(),
-                        p.clone(),
-                        token,
-                        permit,
-                    ));
+                idle = tokens.is_empty();
+                linger = !idle && tokens.len() < permits.len();
+                // In a task of its own, so that the next read does not wait for this `take`
+                // (bounded: the task holds the slots of its tokens).
+                if !idle {
+                    let w = w.clone();
+                    tokio::spawn(async move { w.start(tokens, permits).await });
                 }
             }
             Err(e) => {
+                linger = false;
                 // NOGROUP: the stream was lost (Redis restarted without its data).
                 group_ready = !e.to_string().contains("NOGROUP");
-                backoff.wait(&stop, &p, &e).await;
+                backoff.wait(&stop, p, &e).await;
             }
         }
     }
@@ -173,189 +195,209 @@ async fn take_slots(
     Some(permits)
 }
 
-/// One attempt at one delivery.
-async fn deliver(
-    queue: DeliveryQueue,
-    proxy: Proxy,
-    p: Partition,
-    token: Token,
-    _slot: OwnedSemaphorePermit,
-) {
-    let config = queue.config();
-    let store = queue.store();
-    let m = queue.metrics();
-    let take = store
-        .take(&p, &token, now_ms(), config.max_age, config.max_attempts)
-        .await;
-    let (attempt, request) = match take {
-        Ok(Take::Go { attempt, request }) => (attempt, request),
-        Ok(Take::Dead(reason)) => {
-            debug!(id = %token.id, reason, "delivery dead-lettered before its attempt");
-            m.outcome(DeliveryOutcome::Dead);
-            if reason == "max_attempts" {
-                m.attempts.observe(f64::from(config.max_attempts));
+impl PartitionWorker {
+    /// Starts attempts on `tokens` with one `take` call and a delivery task per attempt, each
+    /// holding one of `permits` (at least as many as tokens). Tokens whose target cell's
+    /// breaker is open are put off in the same call without an attempt, so a backlog waiting
+    /// for a dead cell costs neither attempts nor worker slots.
+    async fn start(&self, tokens: Vec<Token>, mut permits: Vec<OwnedSemaphorePermit>) {
+        // Slots beyond the tokens read go back now, not after the `take` call: other
+        // partitions' readers may be waiting for them.
+        permits.truncate(tokens.len());
+        if tokens.is_empty() {
+            return;
+        }
+        let config = self.queue.config();
+        let now = now_ms();
+        let batch: Vec<TakeRequest> = (tokens.into_iter())
+            .map(|token| {
+                let defer_until = (token.target.as_deref())
+                    .and_then(|target| self.proxy.cell_for(target))
+                    .and_then(|cell| self.proxy.breaker_wait(cell))
+                    .map(|wait| deferral_due(now, wait));
+                TakeRequest { token, defer_until }
+            })
+            .collect();
+        let takes = self
+            .queue
+            .store()
+            .take(&self.p, &batch, now, config.max_age, config.max_attempts)
+            .await;
+        let takes = match takes {
+            Ok(takes) => takes,
+            Err(e) => {
+                // The tokens stay pending with this worker and are claimed later.
+                debug!(
+                    cell = self.p.cell(),
+                    tokens = batch.len(),
+                    error = %e,
+                    "could not start deliveries"
+                );
+                return;
             }
-            return;
+        };
+        let m = self.queue.metrics();
+        for (r, take) in batch.into_iter().zip(takes) {
+            match take {
+                Take::Go { attempt, request } => {
+                    // Never short: one permit per token read. Left pending otherwise, the
+                    // token would be claimed after the visibility timeout.
+                    let Some(slot) = permits.pop() else { break };
+                    tokio::spawn(self.clone().deliver(r.token, attempt, request, slot));
+                }
+                Take::Deferred => m.outcome(DeliveryOutcome::Deferred),
+                Take::Dead(reason) => {
+                    debug!(id = %r.token.id, reason, "delivery dead-lettered before its attempt");
+                    m.outcome(DeliveryOutcome::Dead);
+                    if reason == "max_attempts" {
+                        m.attempts.observe(f64::from(config.max_attempts));
+                    }
+                }
+                Take::Gone => {}
+            }
         }
-        Ok(Take::Gone) => return,
-        Err(e) => {
-            // The token stays pending with this worker and is claimed later.
-            debug!(id = %token.id, error = %e, "could not start a delivery");
-            return;
-        }
-    };
-    let span = info_span!("delivery", id = %token.id, attempt, cell = tracing::field::Empty);
-    async {
-        let Some(cell) = proxy.cell_for(&request.target) else {
+    }
+
+    /// One attempt at one delivery; its outcome goes to the partition's recorder, and the
+    /// worker slot is freed once it is handed over.
+    async fn deliver(
+        self,
+        token: Token,
+        attempt: u32,
+        request: StoredRequest,
+        _slot: OwnedSemaphorePermit,
+    ) {
+        let span = info_span!("delivery", id = %token.id, attempt, cell = tracing::field::Empty);
+        let Some(kind) = self
+            .attempt(&token, attempt, &request)
+            .instrument(span)
+            .await
+        else {
             return;
         };
+        let outcome = Outcome {
+            token,
+            attempt,
+            at_ms: now_ms(),
+            kind,
+        };
+        self.recorder.record(outcome).await;
+    }
+
+    /// Routes, admits, sends and judges attempt `attempt`; `None` when there is nothing to
+    /// record (the token then stays pending and is claimed later).
+    async fn attempt(
+        &self,
+        token: &Token,
+        attempt: u32,
+        request: &StoredRequest,
+    ) -> Option<OutcomeKind> {
+        let proxy = &self.proxy;
+        let cell = proxy.cell_for(&request.target)?;
         tracing::Span::current().record("cell", cell.name());
         let admitted = match proxy.admit(cell) {
             Ok(a) => a,
+            // Breaker open or bulkhead full: wait for the cell without burning the attempt,
+            // rather than hammering it.
             Err(wait) => {
-                // Breaker open or bulkhead full: wait for the cell without burning the
-                // attempt, rather than hammering it. Jittered up to half again, so a backlog
-                // deferred together does not all come back at the instant the breaker
-                // half-opens.
-                let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(50);
-                let due = now_ms()
-                    .saturating_add(ms)
-                    .saturating_add(fastrand::u64(0..=ms / 2));
-                if store
-                    .defer(&p, &token, now_ms(), due, attempt, "")
-                    .await
-                    .is_ok()
-                {
-                    m.outcome(DeliveryOutcome::Deferred);
-                }
-                return;
+                return Some(OutcomeKind::Deferred {
+                    due_ms: deferral_due(now_ms(), wait),
+                    note: String::new(),
+                });
             }
         };
         let probe = admitted.is_probe();
         let origin = TraceParent::parse_str(&request.traceparent);
         let trace = crate::telemetry::link_trace(&tracing::Span::current(), origin);
         let sent = proxy
-            .send_stored(admitted, &request, &token.id, attempt, trace)
+            .send_stored(admitted, request, &token.id, attempt, trace)
             .await;
         let now = now_ms();
         let cell_name = cell.name();
-        if sent == Sent::NoUpstream {
+        let (error, status, retry_after, retry) = match sent {
             // Nothing was sent: wait for the cell's health checks without spending the
             // attempt, as for a full bulkhead.
-            let due = now.saturating_add(u64::try_from(PROBE_PAUSE.as_millis()).unwrap_or(0));
-            if store.defer(&p, &token, now, due, attempt, "").await.is_ok() {
-                m.outcome(DeliveryOutcome::Deferred);
+            Sent::NoUpstream => {
+                return Some(OutcomeKind::Deferred {
+                    due_ms: now.saturating_add(millis(PROBE_PAUSE)),
+                    note: String::new(),
+                });
             }
-            return;
-        }
-        let failed = match &sent {
-            Sent::Answered { status, .. } if retryable(*status) => {
-                Some(format!("{cell_name} answered {status}"))
+            Sent::Answered { status, .. } if (200..400).contains(&status) => {
+                return Some(OutcomeKind::Delivered {
+                    status,
+                    cell: cell_name.to_owned(),
+                });
             }
-            Sent::Failed(code) => Some(format!("{cell_name}: {code}")),
-            Sent::Answered { .. } | Sent::NoUpstream => None,
+            Sent::Answered {
+                status,
+                retry_after,
+            } => (
+                format!("{cell_name} answered {status}"),
+                Some(status),
+                retry_after,
+                retryable(status),
+            ),
+            Sent::Failed(code) => (format!("{cell_name}: {code}"), None, None, true),
         };
-        if let (true, Some(error)) = (probe, &failed) {
+        Some(if probe && retry {
             // A half-open probe of a cell whose breaker opened: the cell was known to be
             // failing, so the attempt does not count. Without this, a long outage would
             // dead-letter the entries that happened to be picked as probes again and again.
-            let wait = queue.backoff(attempt, fastrand::u64(..)).max(PROBE_PAUSE);
-            let due = now.saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
-            let note = format!("{error} (breaker probe; not counted)");
-            if store
-                .defer(&p, &token, now, due, attempt, &note)
-                .await
-                .is_ok()
-            {
-                m.outcome(DeliveryOutcome::Deferred);
+            let wait = self
+                .queue
+                .backoff(attempt, fastrand::u64(..))
+                .max(PROBE_PAUSE);
+            OutcomeKind::Deferred {
+                due_ms: now.saturating_add(millis(wait)),
+                note: format!("{error} (breaker probe; not counted)"),
             }
-            return;
-        }
-        let result = match &sent {
-            Sent::Answered { status, .. } if (200..400).contains(status) => store
-                .succeed(&p, &token, now, config.retention, *status, cell_name, attempt)
-                .await
-                .map(|()| DeliveryOutcome::Delivered),
-            Sent::Answered { status, retry_after } if retryable(*status) => {
-                let error = format!("{cell_name} answered {status}");
-                retry_or_bury(&queue, &p, &token, attempt, &error, Some(*status), *retry_after).await
+        } else if retry {
+            OutcomeKind::Failed {
+                retry_at: self.retry_at(now, attempt, retry_after),
+                reason: "max_attempts",
+                error,
+                status,
             }
-            Sent::Answered { status, .. } => store
-                .fail(
-                    &p,
-                    &token,
-                    now,
-                    None,
-                    "non_retryable_status",
-                    &format!("{cell_name} answered {status}"),
-                    attempt,
-                    Some(*status),
-                )
-                .await
-                .map(|_| DeliveryOutcome::Dead),
-            Sent::Failed(code) => {
-                let error = format!("{cell_name}: {code}");
-                retry_or_bury(&queue, &p, &token, attempt, &error, None, None).await
+        } else {
+            OutcomeKind::Failed {
+                retry_at: None,
+                reason: "non_retryable_status",
+                error,
+                status,
             }
-            // Handled above.
-            Sent::NoUpstream => return,
-        };
-        match result {
-            Ok(outcome) => {
-                m.outcome(outcome);
-                if matches!(outcome, DeliveryOutcome::Delivered | DeliveryOutcome::Dead) {
-                    m.attempts.observe(f64::from(attempt));
-                }
-            }
-            Err(e) => warn!(error = %e, "could not record a delivery attempt; it will be claimed and retried"),
-        }
+        })
     }
-    .instrument(span)
-    .await;
+
+    /// When to try again after failed attempt `attempt`; `None` when it was the last.
+    fn retry_at(&self, now: u64, attempt: u32, retry_after: Option<Duration>) -> Option<u64> {
+        let config = self.queue.config();
+        (attempt < config.max_attempts).then(|| {
+            // The cell's Retry-After is honoured up to `backoff_max`: a cell must not be able
+            // to park an entry beyond what the operator configured.
+            let asked = retry_after.unwrap_or_default().min(config.backoff_max);
+            let wait = self.queue.backoff(attempt, fastrand::u64(..)).max(asked);
+            now.saturating_add(millis(wait))
+        })
+    }
+}
+
+/// When an entry put off for `wait` (a cell's breaker or bulkhead) comes back: at least 50 ms,
+/// jittered up to half again, so a backlog deferred together does not all return at the
+/// instant the breaker half-opens.
+fn deferral_due(now: u64, wait: Duration) -> u64 {
+    let ms = millis(wait).max(50);
+    now.saturating_add(ms)
+        .saturating_add(fastrand::u64(0..=ms / 2))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// 408, 429 and 5xx may succeed later; other 4xx never will.
 fn retryable(status: u16) -> bool {
     status == 408 || status == 429 || status >= 500
-}
-
-async fn retry_or_bury(
-    queue: &DeliveryQueue,
-    p: &Partition,
-    token: &Token,
-    attempt: u32,
-    error: &str,
-    status: Option<u16>,
-    retry_after: Option<Duration>,
-) -> Result<DeliveryOutcome, QueueError> {
-    let now = now_ms();
-    let retry_at = (attempt < queue.config().max_attempts).then(|| {
-        // The cell's Retry-After is honoured up to `backoff_max`: a cell must not be able to
-        // park an entry beyond what the operator configured.
-        let asked = retry_after
-            .unwrap_or_default()
-            .min(queue.config().backoff_max);
-        let wait = queue.backoff(attempt, fastrand::u64(..)).max(asked);
-        now.saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))
-    });
-    let dead = queue
-        .store()
-        .fail(
-            p,
-            token,
-            now,
-            retry_at,
-            "max_attempts",
-            error,
-            attempt,
-            status,
-        )
-        .await?;
-    Ok(if dead {
-        DeliveryOutcome::Dead
-    } else {
-        DeliveryOutcome::Retried
-    })
 }
 
 /// Moves due retries and deferrals back into the streams of every partition.
@@ -382,13 +424,8 @@ async fn promote(queue: DeliveryQueue, stop: CancellationToken) {
 /// Waits for a slot in the semaphore's queue like a reader: readers hold the free slots
 /// while they block on the stream, so a claim that only took a slot when one happened to
 /// be free would never run on an idle gateway, and abandoned work would wait forever.
-async fn claim(
-    queue: DeliveryQueue,
-    proxy: Proxy,
-    p: Partition,
-    slots: Arc<Semaphore>,
-    stop: CancellationToken,
-) {
+async fn claim(w: PartitionWorker, stop: CancellationToken) {
+    let (queue, p) = (&w.queue, &w.p);
     let visibility = queue.config().visibility_timeout;
     // Claim often enough that abandoned work waits at most about 1.5 visibility timeouts.
     let every = (visibility / 2).max(Duration::from_millis(100));
@@ -399,14 +436,14 @@ async fn claim(
             () = tokio::time::sleep(pause) => {}
             () = stop.cancelled() => return,
         }
-        let Some(mut permits) = take_slots(&slots, BATCH, &stop).await else {
+        let Some(permits) = take_slots(&w.slots, BATCH, &stop).await else {
             return;
         };
         let wanted = permits.len();
         pause = every;
         match queue
             .store()
-            .claim(&p, queue.consumer(), visibility, &cursor, wanted)
+            .claim(p, queue.consumer(), visibility, &cursor, wanted)
             .await
         {
             Ok((next, tokens)) => {
@@ -415,18 +452,11 @@ async fn claim(
                     pause = Duration::ZERO;
                 }
                 cursor = next;
-                for token in tokens {
-                    let Some(permit) = permits.pop() else { break };
+                for token in &tokens {
                     queue.metrics().claimed.inc();
                     debug!(id = %token.id, "claimed an abandoned delivery");
-                    tokio::spawn(deliver(
-                        queue.clone(),
-                        proxy.clone(),
-                        p.clone(),
-                        token,
-                        permit,
-                    ));
                 }
+                w.start(tokens, permits).await;
             }
             Err(e) => debug!(cell = p.cell(), error = %e, "claim failed"),
         }

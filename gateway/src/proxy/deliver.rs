@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use cell_router::containment::{OwnedBulkheadPermit, Permit};
+use cell_router::containment::{Breaker, OwnedBulkheadPermit, Permit};
 use http::header::RETRY_AFTER;
 use http::{HeaderValue, Method, Request, Version};
 use http_body_util::BodyExt as _;
@@ -85,6 +85,20 @@ impl Proxy {
             .try_acquire_owned()
             .ok_or(Duration::from_millis(100))?;
         Ok(Admitted { cell, permit, slot })
+    }
+
+    /// How long `cell`'s breaker still refuses every request, when it is open; `None` when a
+    /// request may be admitted. Unlike [`admit`](Self::admit) it takes nothing (no bulkhead
+    /// slot, no half-open probe): the delivery queue asks it to put work off before starting
+    /// an attempt, which costs less than starting one and giving it back.
+    pub fn breaker_wait(&self, cell: &Cell) -> Option<Duration> {
+        match cell.containment().breaker().state() {
+            Breaker::Open { until } => {
+                Some(until.saturating_duration_since(std::time::Instant::now()))
+                    .filter(|wait| !wait.is_zero())
+            }
+            Breaker::Closed | Breaker::HalfOpen { .. } => None,
+        }
     }
 
     /// Sends attempt `attempt` of delivery `id` to the admitted cell and reads the answer to

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use test_support::{Gateway, RedisServer, wait_until};
+use test_support::{Gateway, Redis, RedisCluster, RedisServer, wait_until};
 
 use crate::support::{
     bin, cell_view, config, dead, enqueue_all, live, metric, partition_of, recording_cells, serial,
@@ -20,12 +20,21 @@ const DEFERRED: &str = "cellgate_delivery_deliveries_total{outcome=\"deferred\"}
 #[test]
 fn a_cell_down_for_20s_gets_every_delivery_once_back() {
     let _serial = serial();
-    let redis = RedisServer::start();
+    outage(&RedisServer::start());
+}
+
+#[test]
+fn a_cell_down_for_20s_on_a_redis_cluster() {
+    let _serial = serial();
+    outage(&RedisCluster::start());
+}
+
+fn outage(redis: &dyn Redis) {
     let cells = recording_cells(3, &[]);
     let refs: Vec<_> = cells.iter().collect();
     let gateway = Gateway::start(
         bin(),
-        &config(&redis, &refs, "500ms", "workers = 16\nmax_attempts = 5"),
+        &config(redis, &refs, "500ms", "workers = 16\nmax_attempts = 5"),
     );
     let deferred_before = metric(&gateway, DEFERRED);
 
@@ -50,11 +59,11 @@ fn a_cell_down_for_20s_gets_every_delivery_once_back() {
     wait_until(
         left(),
         "cell-1 and cell-3's deliveries during the outage",
-        || live(&redis, &["cell-1", "cell-3"]) == 0,
+        || live(redis, &["cell-1", "cell-3"]) == 0,
     );
-    assert!(live(&redis, &["cell-2"]) > 0, "cell-2's deliveries waited");
+    assert!(live(redis, &["cell-2"]) > 0, "cell-2's deliveries waited");
     assert_eq!(
-        dead(&redis, &CELLS),
+        dead(redis, &CELLS),
         0,
         "nothing dead-lettered during the outage"
     );
@@ -64,10 +73,10 @@ fn a_cell_down_for_20s_gets_every_delivery_once_back() {
     let resumed = Instant::now();
     // The breaker re-opened (for up to 20 s) on each failed half-open probe during the
     // outage; it has to reach half-open again before the backlog flows.
-    wait_settled(&redis, &CELLS, Duration::from_secs(60));
+    wait_settled(redis, &CELLS, Duration::from_secs(60));
     let drained_in = resumed.elapsed();
 
-    assert_eq!(dead(&redis, &CELLS), 0, "no entry is dead");
+    assert_eq!(dead(redis, &CELLS), 0, "no entry is dead");
     assert_eq!(
         metric(
             &gateway,

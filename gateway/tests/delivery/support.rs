@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use test_support::{EchoCell, Gateway, RedisServer, Resp, http};
+use test_support::{EchoCell, Gateway, Redis, Resp, http};
 
 pub fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_cellgate"))
@@ -30,7 +30,7 @@ pub const REQUEST_TIMEOUT: &str = "1s";
 /// `redis_timeout` bounds every queue call; `delivery` adds or overrides `[delivery]` keys
 /// (a key given twice is a TOML error, so the defaults below are only those not in it).
 pub fn config(
-    redis: &RedisServer,
+    redis: &dyn Redis,
     cells: &[&EchoCell],
     redis_timeout: &str,
     delivery: &str,
@@ -38,8 +38,8 @@ pub fn config(
     let mut text = format!(
         "[server]\nlisten = \"{{listen}}\"\nadmin_listen = \"{{admin_listen}}\"\n\
          request_timeout = \"{REQUEST_TIMEOUT}\"\n\n\
-         [redis]\nurl = \"{}\"\ntimeout = \"{redis_timeout}\"\n\n",
-        redis.url()
+         [redis]\n{}\ntimeout = \"{redis_timeout}\"\n\n",
+        redis.config_target()
     );
     for cell in cells {
         text.push_str(&format!(
@@ -216,7 +216,7 @@ pub fn statuses(gateway: &Gateway, ids: &[String], threads: usize) -> Vec<Value>
 }
 
 /// Runs one command on `redis` and expects an integer reply.
-pub fn redis_int(redis: &RedisServer, args: &[&str]) -> i64 {
+pub fn redis_int(redis: &dyn Redis, args: &[&str]) -> i64 {
     match redis.command(args) {
         Ok(Resp::Integer(n)) => n,
         other => panic!("{args:?}: {other:?}"),
@@ -224,7 +224,7 @@ pub fn redis_int(redis: &RedisServer, args: &[&str]) -> i64 {
 }
 
 /// Accepted entries not yet delivered nor dead, over the partitions of `cells`.
-pub fn live(redis: &RedisServer, cells: &[&str]) -> i64 {
+pub fn live(redis: &dyn Redis, cells: &[&str]) -> i64 {
     cells
         .iter()
         .map(|c| redis_int(redis, &["ZCARD", &format!("{{dq:{c}}}:live")]))
@@ -232,7 +232,7 @@ pub fn live(redis: &RedisServer, cells: &[&str]) -> i64 {
 }
 
 /// Dead-lettered entries over the partitions of `cells`.
-pub fn dead(redis: &RedisServer, cells: &[&str]) -> i64 {
+pub fn dead(redis: &dyn Redis, cells: &[&str]) -> i64 {
     cells
         .iter()
         .map(|c| redis_int(redis, &["ZCARD", &format!("{{dq:{c}}}:dead")]))
@@ -241,7 +241,7 @@ pub fn dead(redis: &RedisServer, cells: &[&str]) -> i64 {
 
 /// Waits until every accepted entry of `cells` is delivered or dead; on timeout, panics
 /// with what the queue holds.
-pub fn wait_settled(redis: &RedisServer, cells: &[&str], within: Duration) {
+pub fn wait_settled(redis: &dyn Redis, cells: &[&str], within: Duration) {
     let deadline = Instant::now() + within;
     let mut pause = Duration::from_millis(2);
     while live(redis, cells) != 0 {
@@ -257,7 +257,7 @@ pub fn wait_settled(redis: &RedisServer, cells: &[&str], within: Duration) {
 }
 
 /// What the partitions of `cells` hold, with a few live records, for failure messages.
-pub fn queue_dump(redis: &RedisServer, cells: &[&str]) -> String {
+pub fn queue_dump(redis: &dyn Redis, cells: &[&str]) -> String {
     let mut out = String::new();
     for c in cells {
         let key = |k: &str| format!("{{dq:{c}}}:{k}");

@@ -5,7 +5,8 @@ redis.call('HSET', KEYS[5], 'state', 'pending', 'attempts', '0', 'since_ms', ARG
   'updated_ms', ARGV[2])
 redis.call('HDEL', KEYS[5], 'reason', 'dead_ms', 'next_ms')
 redis.call('PERSIST', KEYS[5])
-note(ARGV[2] .. '\t0\treplayed')
+note(KEYS[5], ARGV[2] .. '\t0\treplayed')
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('XADD', KEYS[1], '*', 'id', ARGV[1])
+redis.call('XADD', KEYS[1], '*', 'id', ARGV[1], 't',
+  redis.call('HGET', KEYS[5], 'target') or '')
 return 1
