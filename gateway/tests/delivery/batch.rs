@@ -35,7 +35,8 @@ impl Fixture {
             .build()
             .unwrap();
         let store = rt.block_on(async {
-            QueueStore::open_url(&redis.url(), Duration::from_secs(2), Duration::from_secs(2)).unwrap()
+            QueueStore::open_url(&redis.url(), Duration::from_secs(2), Duration::from_secs(2))
+                .unwrap()
         });
         let p = Partition::new("cell-1");
         rt.block_on(store.ensure_group(&p)).unwrap();
