@@ -1,18 +1,30 @@
 //! Cost of [`Limiter::check`]: 1 and 1,000,000 tracked keys, one thread, and two threads
 //! contending on one key. Goal: ≤ 150 ns median (issue 4).
 //!
-//! Each case has a naive baseline measured the same way, so the figures separate what the
-//! machine costs from what the limiter adds:
+//! Each case has baselines measured the same way, so the figures separate what the machine
+//! costs from what the limiter adds:
 //!
+//! * `baseline/…/clock + fetch_add` (1 key): a [`SystemClock`] read through `dyn Clock`, as
+//!   `check` does, then one `fetch_add` on one shared word: the least any check can do (read
+//!   the time, write the key's state once). With 2 threads the word's cache line moves between
+//!   the cores on every operation: the contended floor.
+//! * `baseline/1 key/2 threads/fetch_add`: the same without the clock. Each core then runs
+//!   several increments back to back while it holds the line, so this understates what one
+//!   transfer per operation costs; kept for comparison with earlier runs.
 //! * `baseline/…/hashmap lookup`: a `std` `HashMap<Box<[u8]>, u64>` (SipHash) `get` of the
 //!   same key. At 1M keys, visited in a cache-hostile order, both it and `check` are bound by
-//!   DRAM latency (a few misses per lookup: control bytes, slot, key bytes, state); the
+//!   memory latency (a few dependent misses per lookup: control bytes, slot, key bytes); the
 //!   difference is the limiter's own cost.
-//! * `check/1M keys/hot set`: the same 1M-key map, traffic over 1,000 of the keys: what a
+//! * `baseline/1M keys/…/clock + one slot`: the floor for any table at 1M keys: read the
+//!   clock, hash the probe key, `fetch_add` one word of a random 16-byte slot in a 32 MB array
+//!   (the size of the limiter's slot arrays at 1M keys). Its dependent misses are the probe
+//!   key's own (its `Vec` header, then its bytes: the same for `check` and every baseline) and
+//!   one slot, as if the key's whole state were inline in it; no key comparison.
+//! * `check/1M keys/hot set`: the same 1M-key table, traffic over 1,000 of the keys: what a
 //!   request costs when its key's state is in cache, as for the keys that matter under load.
-//! * `baseline/1 key/2 threads/fetch_add`: two threads incrementing one shared `AtomicU64`,
-//!   the cheapest write a check of a shared key could do; the cache line moves between the
-//!   cores on every operation, which is most of the contended cost.
+//!   The 1,000 keys are spread over the table, so each check touches pages no other key of the
+//!   set shares; on a 4 KiB-page VM the TLB misses, not the cache misses, are most of the cost
+//!   (the hot-set baselines show it).
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -22,11 +34,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ratelimit::{Limiter, LimiterOptions, PolicyConfig, PolicyKey};
+use ratelimit::{Clock, Limiter, LimiterOptions, PolicyConfig, PolicyKey, SystemClock};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 const MANY: usize = 1_000_000;
 /// Stride through the 1M keys: consecutive checks land on unrelated memory.
 const STRIDE: usize = 7919;
+/// Words in the floor baseline's table: 2M 16-byte slots, 32 MB.
+const FLOOR_WORDS: usize = 4 * MANY;
 
 fn limiter(max_keys: usize) -> Limiter {
     // A limit nothing reaches: we measure the decision, not the denials.
@@ -63,6 +78,18 @@ fn two_threads(iters: u64, op: impl Fn() + Sync) -> Duration {
     start.elapsed()
 }
 
+/// The clock `check` reads, behind the same indirection.
+fn clock() -> Box<dyn Clock> {
+    Box::new(SystemClock::new())
+}
+
+/// The floor of a table lookup: hash `key`, one `fetch_add` in a random slot of `table`.
+fn touch_slot(clock: &dyn Clock, table: &[AtomicU64], key: &[u8]) -> u64 {
+    let now = clock.now();
+    let slot = (xxh3_64_with_seed(key, 0x5eed) as usize % (table.len() / 2)) * 2;
+    table[slot].fetch_add(1, Ordering::Relaxed) ^ now
+}
+
 fn bench(c: &mut Criterion) {
     let one = limiter(10);
     one.check(0, b"user-00000000");
@@ -74,6 +101,11 @@ fn bench(c: &mut Criterion) {
     c.bench_function("baseline/1 key/1 thread/hashmap lookup", |b| {
         b.iter(|| naive_one.get(black_box(&b"user-00000000"[..])).copied())
     });
+    let clock = clock();
+    let shared = AtomicU64::new(0);
+    c.bench_function("baseline/1 key/1 thread/clock + fetch_add", |b| {
+        b.iter(|| black_box(clock.now()) ^ shared.fetch_add(1, Ordering::Relaxed))
+    });
 
     c.bench_function("check/1 key/2 threads contended", |b| {
         b.iter_custom(|iters| {
@@ -82,11 +114,17 @@ fn bench(c: &mut Criterion) {
             })
         })
     });
-    let shared = AtomicU64::new(0);
     c.bench_function("baseline/1 key/2 threads/fetch_add", |b| {
         b.iter_custom(|iters| {
             two_threads(iters, || {
                 black_box(shared.fetch_add(1, Ordering::Relaxed));
+            })
+        })
+    });
+    c.bench_function("baseline/1 key/2 threads/clock + fetch_add", |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, || {
+                black_box(black_box(clock.now()) ^ shared.fetch_add(1, Ordering::Relaxed));
             })
         })
     });
@@ -112,6 +150,25 @@ fn bench(c: &mut Criterion) {
         })
     });
     drop(many);
+    let floor: Vec<AtomicU64> = (0..FLOOR_WORDS).map(|_| AtomicU64::new(0)).collect();
+    let mut i = 0usize;
+    c.bench_function("baseline/1M keys/1 thread/clock + one slot", |b| {
+        b.iter(|| {
+            i = (i + STRIDE) % all.len();
+            touch_slot(&*clock, &floor, black_box(&all[i]))
+        })
+    });
+    let mut i = 0usize;
+    c.bench_function(
+        "baseline/1M keys/1 thread/hot set of 1000/clock + one slot",
+        |b| {
+            b.iter(|| {
+                i = (i + STRIDE) % 1000;
+                touch_slot(&*clock, &floor, black_box(&all[i * 1000]))
+            })
+        },
+    );
+    drop(floor);
     let naive: HashMap<Box<[u8]>, u64> = all
         .iter()
         .enumerate()
@@ -124,6 +181,16 @@ fn bench(c: &mut Criterion) {
             naive.get(black_box(&all[i][..])).copied()
         })
     });
+    let mut i = 0usize;
+    c.bench_function(
+        "baseline/1M keys/1 thread/hot set of 1000/hashmap lookup",
+        |b| {
+            b.iter(|| {
+                i = (i + STRIDE) % 1000;
+                naive.get(black_box(&all[i * 1000][..])).copied()
+            })
+        },
+    );
 }
 
 criterion_group! {

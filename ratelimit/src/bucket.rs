@@ -78,7 +78,7 @@ impl AtomicBucket {
     }
 
     /// Takes one token if there is one.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_take(&self, now: u64) -> Take {
         let now = units(now);
         let mut word = self.word.load(Ordering::Acquire);

@@ -1,67 +1,34 @@
-//! Hashing of keys: a keyed xxh3 for the in-memory map, an unkeyed one for Redis slot groups.
+//! Hashing of keys: a keyed xxh3 for the in-memory table, an unkeyed one for Redis slot groups.
 
 use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 use std::sync::OnceLock;
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-/// Builds [`KeyHasher`]s seeded with a per-process random seed.
+/// The in-memory table's hash: xxh3 under a per-process random seed.
 ///
-/// Keys are attacker-controlled (client addresses, header values), so the map's hash must not
-/// be predictable: with a fixed hash, keys chosen to collide would turn every lookup into a
+/// Keys are attacker-controlled (client addresses, header values), so the table's hash must
+/// not be predictable: with a fixed hash, keys chosen to collide would turn every lookup into a
 /// linear scan (HashDoS). xxh3 with a secret 64-bit seed costs a few nanoseconds for short
-/// keys, against ~20 ns for the standard library's SipHash-1-3.
+/// keys, against ~20 ns for the standard library's SipHash-1-3. The key's length is part of
+/// xxh3's input, so no separate length prefix is needed.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct KeyHashBuilder {
+pub(crate) struct KeyHasher {
     seed: u64,
 }
 
-impl KeyHashBuilder {
+impl KeyHasher {
     pub(crate) fn new() -> Self {
         static SEED: OnceLock<u64> = OnceLock::new();
         // `RandomState` draws its keys from the operating system's randomness.
         let seed = *SEED.get_or_init(|| RandomState::new().hash_one(0x5eed_u64));
         Self { seed }
     }
-}
-
-impl BuildHasher for KeyHashBuilder {
-    type Hasher = KeyHasher;
 
     #[inline]
-    fn build_hasher(&self) -> KeyHasher {
-        KeyHasher {
-            seed: self.seed,
-            hash: 0,
-        }
-    }
-}
-
-/// One key's hash. A byte-slice key is hashed as its length (folded into the seed) then its
-/// bytes (one seeded xxh3 call).
-#[derive(Debug)]
-pub(crate) struct KeyHasher {
-    seed: u64,
-    hash: u64,
-}
-
-impl Hasher for KeyHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        self.hash = xxh3_64_with_seed(bytes, self.seed ^ self.hash);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, n: usize) {
-        // The length prefix of `[u8]`'s `Hash`; xxh3 hashes the length again, so a cheap fold
-        // suffices.
-        self.hash = (self.hash ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.hash
+    pub(crate) fn hash(&self, key: &[u8]) -> u64 {
+        xxh3_64_with_seed(key, self.seed)
     }
 }
 
@@ -78,11 +45,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn equal_keys_hash_equal_whatever_their_container() {
-        let b = KeyHashBuilder::new();
-        let boxed: Box<[u8]> = Box::from(&b"alice"[..]);
-        assert_eq!(b.hash_one(&boxed), b.hash_one(&b"alice"[..]));
-        assert_ne!(b.hash_one(&b"alice"[..]), b.hash_one(&b"bob"[..]));
+    fn the_table_hash_is_seeded_per_process() {
+        let h = KeyHasher::new();
+        assert_eq!(h.hash(b"alice"), KeyHasher::new().hash(b"alice"));
+        assert_ne!(h.hash(b"alice"), h.hash(b"bob"));
+        assert_ne!(h.hash(b"alice"), xxh3_64(b"alice"), "seeded");
     }
 
     /// A user must not change group because we upgraded: gateways of two versions would not

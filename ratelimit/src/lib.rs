@@ -4,8 +4,9 @@
 //! Policies ([`PolicyConfig`], counted per [`PolicyKey`]) say how many requests each user,
 //! client address, header value, cell or the whole fleet may make per window. A [`Limiter`]
 //! decides each request from in-memory per-key state, with no network I/O and no lock
-//! ([`Limiter::check`]: a map lookup, or none when this thread's last check under the policy
-//! was the same key, then one compare-and-swap on the key's bucket). A background task
+//! ([`Limiter::check`]: a lock-free table lookup, or none when this thread's last check under
+//! the policy was the same key, then a counter increment and one compare-and-swap on the key's
+//! bucket; nothing shared is written but the key's own state). A background task
 //! ([`Limiter::spawn_sync`]) exchanges the active keys' demand with Redis and sets this
 //! gateway's share of the limit.
 //!
@@ -102,14 +103,18 @@
 //! least recently used keys down to 80%; a key arriving while `max_keys` are tracked shares
 //! its policy's overflow bucket (one key's limit at share `1/N_live`), so a flood of new keys
 //! can never grow memory, and keys already tracked (the ones being hammered) keep their state.
-//! A tracked key costs about [`BYTES_PER_KEY`] bytes plus its length (map slot, boxed key,
-//! `Arc`'d state), so memory is at most `max_keys × (BYTES_PER_KEY + key length)`: ~240 MB for
-//! 1,000,000 keys of 16 bytes. Each thread that checks also keeps up to four states alive in
-//! its memo of recent keys (`recent.rs`), forgotten or not.
+//! A tracked key costs at most [`BYTES_PER_KEY`] bytes (its `Arc`'d state, with the key inline
+//! up to 46 bytes, and its share of the table's slots), plus its length if longer: memory is
+//! at most `max_keys × (BYTES_PER_KEY + key length)`, ~345 MB for 1,000,000 keys of 16 bytes.
+//! The state gives each kind of access its own cache line (written by every check, read by
+//! every check, the sync task's), so that cores checking the same key contend on one line
+//! only; see `state.rs`. Each thread that checks also keeps up to four states alive in its
+//! memo of recent keys (`recent.rs`), forgotten or not.
 //!
-//! The map hashes keys with xxh3 under a random per-process seed: keys are attacker-chosen,
-//! and a predictable hash would let them collide (HashDoS). The slot group of a key, which
-//! every gateway must agree on, uses unseeded xxh3; a crafted key can only pick its group.
+//! The table (`table.rs`) hashes keys with xxh3 under a random per-process seed: keys are
+//! attacker-chosen, and a predictable hash would let them collide (HashDoS). The slot group of
+//! a key, which every gateway must agree on, uses unseeded xxh3; a crafted key can only pick
+//! its group.
 //!
 //! ## Metrics
 //!
@@ -122,6 +127,7 @@ mod bucket;
 mod clock;
 mod error;
 mod hash;
+mod key;
 mod limiter;
 mod metrics;
 mod policy;
@@ -130,6 +136,7 @@ mod redis;
 mod share;
 mod state;
 mod sync;
+mod table;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::LimiterError;
@@ -138,7 +145,10 @@ pub use policy::{MAX_POLICY_NAME_LEN, PolicyConfig, PolicyError, PolicyKey, Poli
 pub use redis::RedisSync;
 pub use sync::SyncTask;
 
-/// Estimated memory per tracked key, excluding the key's bytes: the map slot (boxed key
-/// pointer and length, `Arc` pointer, control byte, at 7/8 load), the key's heap block
-/// header, and the `Arc`'d per-key state. Checked against `size_of` in the tests.
-pub const BYTES_PER_KEY: usize = 224;
+/// Most memory per tracked key, excluding the bytes of a key longer than 46 bytes: the `Arc`'d
+/// per-key state (three cache lines and the `Arc`'s counts, padded to a line) and the table's
+/// slots at their lowest load, twice over for the emptied arrays growth leaves behind.
+/// Checked against `size_of` in the tests. Allocator overhead aside: the state is a 256-byte
+/// block aligned to 64 bytes, which mimalloc (the gateway's allocator) serves exactly and
+/// glibc's `malloc` with ~100 bytes of slack.
+pub const BYTES_PER_KEY: usize = 344;

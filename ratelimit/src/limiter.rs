@@ -5,20 +5,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dashmap::DashMap;
-use dashmap::mapref::entry::Entry;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock, duration_nanos};
-use crate::hash::KeyHashBuilder;
 use crate::metrics::{Metrics, Outcome};
 use crate::recent;
 use crate::share::default_share;
-use crate::state::{Counts, KeyState, Rates};
+use crate::state::{Counts, KeyState, Local, Rates};
 use crate::sync::SyncTask;
+use crate::table::KeyTable;
 use crate::{LimiterError, PolicyConfig, RedisSync};
 
 /// Settings of a [`Limiter`] (`[ratelimit]` plus the gateway's identity).
@@ -148,9 +146,9 @@ pub(crate) struct PolicyRt {
     pub(crate) rates: Rates,
     /// Idle time after which a key is evicted, nanoseconds.
     pub(crate) idle_ns: u64,
-    /// Looked up by `&[u8]` (`Box<[u8]>: Borrow<[u8]>`): a check of a tracked key allocates
-    /// nothing.
-    pub(crate) keys: DashMap<Box<[u8]>, Arc<KeyState>, KeyHashBuilder>,
+    /// Looked up by `&[u8]` without a lock: a check of a tracked key allocates nothing and
+    /// writes nothing but the key's state.
+    pub(crate) keys: KeyTable,
     /// Shared by keys that arrive while `max_keys` are tracked.
     pub(crate) overflow: KeyState,
     allowed: Counter,
@@ -210,8 +208,8 @@ impl Limiter {
                     uid: crate::recent::next_uid(),
                     rates,
                     idle_ns: duration_nanos(options.idle_after).max(refill_ns),
-                    keys: DashMap::with_hasher(KeyHashBuilder::new()),
-                    overflow: KeyState::new(rates, 1.0, now),
+                    keys: KeyTable::new(options.max_keys),
+                    overflow: KeyState::new(b"", rates, 1.0, now),
                     allowed: metrics.decision_counter(&p.name, Outcome::Allowed),
                     denied: metrics.decision_counter(&p.name, Outcome::Denied),
                 }
@@ -254,17 +252,22 @@ impl Limiter {
             };
         };
         let now = shared.clock.now();
-        // The map (shard read lock, two shared writes) only when this thread's last check
-        // under this policy was another key.
+        // The table (hash, slot, `arc-swap` load) only when this thread's last check under this
+        // policy was another key.
         let local = match recent::check(p.uid, key, now) {
             Some(local) => local,
-            None => match p.keys.get(key) {
-                Some(state) => {
-                    recent::remember(p.uid, key, &state);
-                    state.check(now)
+            None => {
+                let hash = p.keys.hash(key);
+                let found = p.keys.find(hash, key, |state| {
+                    let local = state.check_live(now)?;
+                    recent::remember(p.uid, key, state);
+                    Some(local)
+                });
+                match found.flatten() {
+                    Some(local) => local,
+                    None => self.insert_and_check(p, hash, key, now),
                 }
-                None => self.insert_and_check(p, key, now),
-            },
+            }
         };
         let remaining = if local.share > 0.0 {
             (local.tokens / local.share).min(p.rates.burst).max(0.0) as u64
@@ -279,26 +282,32 @@ impl Limiter {
         }
     }
 
+    /// The key was not found without a lock: look again under the shard's lock and insert it
+    /// if it is absent and `max_keys` allows, else count on the policy's overflow bucket.
     #[cold]
-    fn insert_and_check(&self, p: &PolicyRt, key: &[u8], now: u64) -> crate::state::Local {
+    fn insert_and_check(&self, p: &PolicyRt, hash: u64, key: &[u8], now: u64) -> Local {
         let shared = &*self.shared;
-        if shared.tracked.fetch_add(1, Ordering::AcqRel) >= shared.options.max_keys {
-            shared.tracked.fetch_sub(1, Ordering::AcqRel);
-            return p.overflow.check(now);
-        }
-        let share = default_share(shared.live.load(Ordering::Relaxed));
-        match p.keys.entry(Box::from(key)) {
-            Entry::Occupied(e) => {
-                shared.tracked.fetch_sub(1, Ordering::AcqRel);
-                e.get().check(now)
-            }
-            Entry::Vacant(v) => {
-                let state = Arc::new(KeyState::new(p.rates, share, now));
+        let state = p.keys.get_or_insert(hash, key, || {
+            // Never above `max_keys`, even for an instant, and no write once there: during a
+            // flood of new keys every check would otherwise bounce this counter's line.
+            let max = shared.options.max_keys;
+            shared
+                .tracked
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < max).then_some(n + 1)
+                })
+                .ok()?;
+            let share = default_share(shared.live.load(Ordering::Relaxed));
+            Some(KeyState::new(key, p.rates, share, now))
+        });
+        match state {
+            Some(state) => {
                 recent::remember(p.uid, key, &state);
-                let local = state.check(now);
-                v.insert(state);
-                local
+                // Not `check_live`: a state the sync task retires this instant still counts
+                // this one request (as any check racing with a retirement may).
+                state.check(now)
             }
+            None => p.overflow.check(now),
         }
     }
 
@@ -329,8 +338,8 @@ impl Limiter {
         let shared = &*self.shared;
         let index = shared.configs.iter().position(|p| p.name == policy)?;
         let config = &shared.configs[index];
-        let state = shared.policies[index].keys.get(key)?;
-        let s = state.snapshot(shared.clock.now(), shared.policies[index].rates);
+        let p = &shared.policies[index];
+        let s = p.keys.get(key)?.snapshot(shared.clock.now(), p.rates);
         Some(KeyView {
             policy: config.name.clone(),
             limit: config.limit,

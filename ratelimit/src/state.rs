@@ -1,15 +1,27 @@
 //! Per-key local state: the bucket, its share and the demand seen since the last sync.
 //!
-//! Split by who writes it. The request path touches only atomics (the bucket's one word, the
-//! request counters, the last-seen time and the pressure flag): no lock, no allocation. What
-//! the sync task keeps between ticks (demand EWMA, last answer, report bookkeeping) sits
-//! behind a mutex that checks never take.
+//! Split by who writes it, one cache line each, so that two cores checking the same key move
+//! one line between them per check and nothing else:
+//!
+//! * the **bucket line**, written by every check: the bucket's word and parameters, the request
+//!   counters, the share. A check's first access to it is a read-modify-write (the counter),
+//!   which takes the line exclusively; the bucket's load and compare-and-swap that follow hit a
+//!   line this core already owns.
+//! * the **key line**, read by every check and written about once per millisecond: the key (a
+//!   lookup compares it before touching the bucket line), the last-seen time and the flags.
+//! * the **sync line**, which only the sync task touches: demand EWMA, last answer, report
+//!   bookkeeping, behind a mutex that checks never take.
+//!
+//! Sharing lines would cost a coherence miss per field group per check under contention; the
+//! price is memory (see [`crate::BYTES_PER_KEY`]). The request path touches only atomics: no
+//! lock, no allocation.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::bucket::AtomicBucket;
+use crate::key::KeyBytes;
 use crate::share::{self, GlobalView};
 
 const NANOS_PER_SEC: f64 = 1e9;
@@ -45,26 +57,47 @@ pub(crate) enum ShareSource {
 
 /// One key's state. Checks are lock-free; the sync task serialises its updates on `sync`.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct KeyState {
+    // Sync line first: after the `Arc`'s counts (padded to a line) the block is 256 bytes and
+    // the key and bucket lines are its second 128-byte half when the allocator aligns blocks
+    // to their size, as mimalloc (the gateway's) does for small ones. The adjacent-line
+    // prefetcher then brings the bucket line with the key line when a lookup misses.
+    sync: Mutex<SyncSide>,
+    key: KeyLine,
+    hot: BucketLine,
+}
+
+/// Written by every check.
+#[derive(Debug)]
+#[repr(C, align(64))]
+struct BucketLine {
     bucket: AtomicBucket,
     /// Requests seen (allowed or denied) since the sync task last drained the counters.
     seen: AtomicU64,
     /// Of those, the denied ones.
-    denied: AtomicU32,
-    /// Clock of the latest check, within [`LAST_SEEN_GRANULE`].
-    last_seen: AtomicU64,
-    /// Refused a request or fell under a quarter of capacity since the last sample.
-    pressured: AtomicBool,
-    /// `f64` bits of the current share (for `remaining`).
+    denied: AtomicU64,
+    /// `f64` bits of the current share (for `remaining`). Written only under the sync lock.
     share: AtomicU64,
-    /// The key was removed from the map; per-thread memos must not use this state any more.
-    retired: AtomicBool,
-    sync: Mutex<SyncSide>,
 }
 
+/// Read by every check, rarely written.
+#[derive(Debug)]
+#[repr(C, align(64))]
+struct KeyLine {
+    /// Clock of the latest check, within [`LAST_SEEN_GRANULE`].
+    last_seen: AtomicU64,
+    key: KeyBytes,
+    /// The key was removed from the table; checks that still hold this state (per-thread
+    /// memos, lookups racing with the removal) must not use it any more.
+    retired: AtomicBool,
+    /// Refused a request or fell under a quarter of capacity since the last sample.
+    pressured: AtomicBool,
+}
+
+/// Kept to one cache line with its mutex (a test checks): the share lives on the bucket line.
 #[derive(Debug)]
 struct SyncSide {
-    share: f64,
     source: ShareSource,
     sampled_at: u64,
     /// Requests drained from `seen` but not yet folded into `demand` (no time had passed).
@@ -74,7 +107,9 @@ struct SyncSide {
     /// Last-known Σ demand of the fleet, requests per second; NaN before the first answer.
     global_demand: f64,
     live: u32,
-    last_sync: Option<u64>,
+    /// When the last answer was applied; meaningful if `synced`.
+    last_sync: u64,
+    synced: bool,
     /// Demand sent in the last report; NaN before the first.
     reported_demand: f64,
     /// The last report asked Redis to keep the entry only for a hot key's lifetime.
@@ -126,27 +161,32 @@ pub(crate) struct Snapshot {
 }
 
 impl KeyState {
-    pub(crate) fn new(rates: Rates, share: f64, now: u64) -> Self {
+    pub(crate) fn new(key: &[u8], rates: Rates, share: f64, now: u64) -> Self {
         Self {
-            bucket: AtomicBucket::new(rates.per_ns * share, rates.burst * share, now),
-            seen: AtomicU64::new(0),
-            denied: AtomicU32::new(0),
-            last_seen: AtomicU64::new(now),
-            pressured: AtomicBool::new(false),
-            share: AtomicU64::new(share.to_bits()),
-            retired: AtomicBool::new(false),
             sync: Mutex::new(SyncSide {
-                share,
                 source: ShareSource::Default,
                 sampled_at: now,
                 unsampled: 0,
                 demand: 0.0,
                 global_demand: f64::NAN,
                 live: 0,
-                last_sync: None,
+                last_sync: 0,
+                synced: false,
                 reported_demand: f64::NAN,
                 short_ttl: false,
             }),
+            key: KeyLine {
+                last_seen: AtomicU64::new(now),
+                key: KeyBytes::new(key),
+                retired: AtomicBool::new(false),
+                pressured: AtomicBool::new(false),
+            },
+            hot: BucketLine {
+                bucket: AtomicBucket::new(rates.per_ns * share, rates.burst * share, now),
+                seen: AtomicU64::new(0),
+                denied: AtomicU64::new(0),
+                share: AtomicU64::new(share.to_bits()),
+            },
         }
     }
 
@@ -155,29 +195,57 @@ impl KeyState {
         self.sync.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The hot path: take a token if there is one and count the request as demand. Lock-free;
-    /// in the common case one CAS and one `fetch_add` on the key, both on words a check of
-    /// the same key on another core touches anyway.
+    /// The key this state counts for.
     #[inline]
+    pub(crate) fn key(&self) -> &[u8] {
+        self.key.key.as_bytes()
+    }
+
+    /// [`check`](Self::check), unless the state was retired: then `None`, and the caller looks
+    /// the key up again.
+    #[inline]
+    pub(crate) fn check_live(&self, now: u64) -> Option<Local> {
+        // The key line is read-mostly: this load hits in cache even while other cores hammer
+        // the bucket line.
+        if self.key.retired.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(self.check(now))
+    }
+
+    /// The hot path: take a token if there is one and count the request as demand. Lock-free:
+    /// a `fetch_add` on the request counter, then (if a token is there) one compare-and-swap
+    /// on the bucket, both on the bucket line.
+    #[inline(always)]
     pub(crate) fn check(&self, now: u64) -> Local {
-        let take = self.bucket.try_take(now);
-        self.seen.fetch_add(1, Ordering::Relaxed);
+        let hot = &self.hot;
+        // First, before any plain load of the bucket line: a read-modify-write takes the line
+        // exclusively in one step, so the bucket's load and compare-and-swap below hit it. A
+        // load first would fetch the line shared and the CAS would need a second transfer
+        // (and fail if another core wrote in between).
+        hot.seen.fetch_add(1, Ordering::Relaxed);
+        let take = hot.bucket.try_take(now);
         if !take.allowed {
-            self.denied.fetch_add(1, Ordering::Relaxed);
+            hot.denied.fetch_add(1, Ordering::Relaxed);
         }
-        if now > self.last_seen.load(Ordering::Relaxed) + LAST_SEEN_GRANULE {
-            self.last_seen.fetch_max(now, Ordering::Relaxed);
+        let share = f64::from_bits(hot.share.load(Ordering::Relaxed));
+        if now > self.key.last_seen.load(Ordering::Relaxed) + LAST_SEEN_GRANULE {
+            self.key.last_seen.fetch_max(now, Ordering::Relaxed);
         }
-        if take.low && !self.pressured.load(Ordering::Relaxed) {
-            self.pressured.store(true, Ordering::Relaxed);
+        if take.low && !self.key.pressured.load(Ordering::Relaxed) {
+            self.key.pressured.store(true, Ordering::Relaxed);
         }
         Local {
             allowed: take.allowed,
             tokens: take.tokens,
-            share: f64::from_bits(self.share.load(Ordering::Relaxed)),
+            share,
             until_full: take.until_full,
             wait: take.wait,
         }
+    }
+
+    fn share(&self) -> f64 {
+        f64::from_bits(self.hot.share.load(Ordering::Relaxed))
     }
 
     /// Folds the requests seen since the last sample into the demand EWMA (time constant
@@ -194,13 +262,13 @@ impl KeyState {
             s.sampled_at = now;
             s.unsampled = 0;
         }
-        let local_rate = rates.per_sec() * s.share;
+        let local_rate = rates.per_sec() * self.share();
         let global = if s.global_demand.is_nan() {
             0.0
         } else {
             s.global_demand
         };
-        let pressured = self.pressured.swap(false, Ordering::Relaxed);
+        let pressured = self.key.pressured.swap(false, Ordering::Relaxed);
         let hot = share::is_hot(pressured, s.demand, local_rate, global, rates.per_sec());
         Sample {
             demand: s.demand,
@@ -213,21 +281,17 @@ impl KeyState {
         }
     }
 
-    /// Marks a state removed from the map, so per-thread memos (`recent.rs`) stop using it.
+    /// Marks a state removed from the table, so checks still holding it (per-thread memos,
+    /// racing lookups) stop using it.
     pub(crate) fn retire(&self) {
-        self.retired.store(true, Ordering::Release);
-    }
-
-    #[inline]
-    pub(crate) fn is_retired(&self) -> bool {
-        self.retired.load(Ordering::Acquire)
+        self.key.retired.store(true, Ordering::Release);
     }
 
     /// Takes the decision counters (for the metrics of a key about to be forgotten).
     pub(crate) fn drain(&self) -> Counts {
         Counts {
-            seen: self.seen.swap(0, Ordering::Relaxed),
-            denied: u64::from(self.denied.swap(0, Ordering::Relaxed)),
+            seen: self.hot.seen.swap(0, Ordering::Relaxed),
+            denied: self.hot.denied.swap(0, Ordering::Relaxed),
         }
     }
 
@@ -239,16 +303,18 @@ impl KeyState {
 
     /// Re-splits a key nobody has answered for yet (the live-gateway count may have changed).
     pub(crate) fn set_default_share(&self, share: f64, rates: Rates, now: u64) {
-        let mut s = self.lock();
-        if s.source == ShareSource::Default && s.share != share {
-            self.set_share(&mut s, share, rates, now);
+        let s = self.lock();
+        if s.source == ShareSource::Default && self.share() != share {
+            self.set_share(&s, share, rates, now);
         }
     }
 
-    fn set_share(&self, s: &mut SyncSide, share: f64, rates: Rates, now: u64) {
-        s.share = share;
-        self.share.store(share.to_bits(), Ordering::Relaxed);
-        self.bucket
+    /// The caller holds the sync lock (`_s`): the share and the bucket change together, one
+    /// writer at a time.
+    fn set_share(&self, _s: &SyncSide, share: f64, rates: Rates, now: u64) {
+        self.hot.share.store(share.to_bits(), Ordering::Relaxed);
+        self.hot
+            .bucket
             .reconfigure(rates.per_ns * share, rates.burst * share, now);
     }
 
@@ -258,36 +324,39 @@ impl KeyState {
         let mut s = self.lock();
         s.global_demand = view.total;
         s.live = view.live;
-        s.last_sync = Some(now);
+        s.last_sync = now;
+        s.synced = true;
         let Some(mut share) = share::synced_share(view) else {
             return;
         };
+        let current = self.share();
         if smooth {
-            share = share::smoothed_after_recovery(s.share, share);
+            share = share::smoothed_after_recovery(current, share);
         }
         s.source = ShareSource::Synced;
-        if share != s.share {
-            self.set_share(&mut s, share, rates, now);
+        if share != current {
+            self.set_share(&s, share, rates, now);
         }
     }
 
     pub(crate) fn last_seen(&self) -> u64 {
-        self.last_seen.load(Ordering::Relaxed)
+        self.key.last_seen.load(Ordering::Relaxed)
     }
 
     pub(crate) fn snapshot(&self, now: u64, rates: Rates) -> Snapshot {
         let s = self.lock();
+        let share = self.share();
         Snapshot {
-            tokens: self.bucket.tokens(now),
-            rate_per_sec: rates.per_sec() * s.share,
-            capacity: (rates.burst * s.share).max(crate::bucket::MIN_CAPACITY),
+            tokens: self.hot.bucket.tokens(now),
+            rate_per_sec: rates.per_sec() * share,
+            capacity: (rates.burst * share).max(crate::bucket::MIN_CAPACITY),
             demand: s.demand,
             global_demand: (!s.global_demand.is_nan()).then_some(s.global_demand),
             live: (s.live > 0).then_some(s.live),
-            share: s.share,
+            share,
             last_sync_age: s
-                .last_sync
-                .map(|t| Duration::from_nanos(now.saturating_sub(t))),
+                .synced
+                .then(|| Duration::from_nanos(now.saturating_sub(s.last_sync))),
         }
     }
 }
@@ -296,15 +365,23 @@ impl KeyState {
 mod tests {
     use super::*;
 
-    /// [`crate::BYTES_PER_KEY`] covers a map slot (boxed key + `Arc` + control byte at 7/8
-    /// load), the `Arc` block (two counts + state) and the key's allocation header.
+    /// Three cache lines, none shared with another: the contended-check cost depends on it.
+    #[test]
+    fn each_writer_has_its_own_cache_line() {
+        assert_eq!(size_of::<BucketLine>(), 64);
+        assert_eq!(size_of::<KeyLine>(), 64);
+        assert!(size_of::<Mutex<SyncSide>>() <= 64);
+        assert_eq!((size_of::<KeyState>(), align_of::<KeyState>()), (192, 64));
+    }
+
+    /// [`crate::BYTES_PER_KEY`] covers the `Arc` block (two counts padded to the state's
+    /// alignment, then the state) and the table's slots (see `table.rs`) at its lowest load,
+    /// twice over for the emptied arrays growth leaves behind.
     #[test]
     fn bytes_per_key_covers_the_layout() {
-        let slot =
-            (size_of::<Box<[u8]>>() + size_of::<std::sync::Arc<KeyState>>() + 1) as f64 / 0.875;
-        let arc_block = 2 * size_of::<usize>() + size_of::<KeyState>();
-        let key_header = 16;
-        let estimate = slot.ceil() as usize + arc_block + key_header;
+        let arc_block = align_of::<KeyState>() + size_of::<KeyState>();
+        let slots = crate::table::SLOT_BYTES as f64 / crate::table::MIN_LOAD * 2.0;
+        let estimate = arc_block + slots.ceil() as usize;
         assert!(estimate <= crate::BYTES_PER_KEY, "{estimate} bytes per key");
     }
 
@@ -314,7 +391,7 @@ mod tests {
             per_ns: 10.0 / NANOS_PER_SEC,
             burst: 2.0,
         };
-        let k = KeyState::new(rates, 1.0, 0);
+        let k = KeyState::new(b"k", rates, 1.0, 0);
         let allowed = (0..5).filter(|_| k.check(0).allowed).count();
         assert_eq!(allowed, 2);
         let s = k.sample(100_000_000, 1e8, rates);

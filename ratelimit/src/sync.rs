@@ -67,7 +67,6 @@ pub struct SyncTask {
 struct Item {
     policy: usize,
     group: u32,
-    key: Box<[u8]>,
     state: Arc<KeyState>,
     demand: f64,
     hot: bool,
@@ -189,21 +188,20 @@ fn collect(shared: &Shared, now: u64, tick: u64, reporting: bool) -> Vec<Item> {
         policy
             .overflow
             .set_default_share(default, policy.rates, now);
-        for entry in policy.keys.iter() {
-            let state = entry.value();
+        policy.keys.for_each(|state| {
             let sample = state.sample(now, tau, policy.rates);
             policy.record(sample.counts);
             if now.saturating_sub(sample.last_seen) > policy.idle_ns {
-                idle.push(entry.key().clone());
-                continue;
+                idle.push(Arc::clone(state));
+                return;
             }
             if sample.source == ShareSource::Default {
                 state.set_default_share(default, policy.rates, now);
             }
             if !reporting || sample.demand < MIN_REPORTED_DEMAND {
-                continue;
+                return;
             }
-            let group = group_of(entry.key(), GROUPS);
+            let group = group_of(state.key(), GROUPS);
             let turn =
                 (tick + u64::from(group) + index as u64 * u64::from(GROUPS)) % COOL_EVERY == 0;
             let risen = sample.demand >= RISE_FACTOR * sample.reported_demand
@@ -212,19 +210,18 @@ fn collect(shared: &Shared, now: u64, tick: u64, reporting: bool) -> Vec<Item> {
                 items.push(Item {
                     policy: index,
                     group,
-                    key: entry.key().clone(),
                     state: Arc::clone(state),
                     demand: sample.demand,
                     hot: sample.hot,
                 });
             }
-        }
-        for key in idle.drain(..) {
+        });
+        for state in idle.drain(..) {
             // Re-checked under the shard lock: a request may have arrived meanwhile.
-            let removed = policy.keys.remove_if(&key, |_, s| {
+            let removed = policy.keys.remove_if(state.key(), |s| {
                 now.saturating_sub(s.last_seen()) > policy.idle_ns
             });
-            if let Some((_, state)) = removed {
+            if let Some(state) = removed {
                 state.retire();
                 policy.record(state.drain());
                 shared.tracked.fetch_sub(1, Ordering::AcqRel);
@@ -244,11 +241,11 @@ fn evict_lru(shared: &Shared) {
         return;
     }
     let excess = tracked.saturating_sub((max * LOW_WATER) as usize);
-    let mut all: Vec<(u64, usize, Box<[u8]>)> = Vec::with_capacity(tracked);
+    let mut all: Vec<(u64, usize, Arc<KeyState>)> = Vec::with_capacity(tracked);
     for (index, policy) in shared.policies.iter().enumerate() {
-        for entry in policy.keys.iter() {
-            all.push((entry.value().last_seen(), index, entry.key().clone()));
-        }
+        policy
+            .keys
+            .for_each(|state| all.push((state.last_seen(), index, Arc::clone(state))));
     }
     if excess == 0 || all.is_empty() {
         return;
@@ -257,9 +254,9 @@ fn evict_lru(shared: &Shared) {
     all.select_nth_unstable_by_key(nth, |(seen, _, _)| *seen);
     let cutoff = all[nth].0;
     let mut evicted = 0usize;
-    for (_, index, key) in all.iter().take(nth + 1) {
+    for (_, index, state) in all.iter().take(nth + 1) {
         let keys = &shared.policies[*index].keys;
-        if let Some((_, state)) = keys.remove_if(key, |_, s| s.last_seen() <= cutoff) {
+        if let Some(state) = keys.remove_if(state.key(), |s| s.last_seen() <= cutoff) {
             state.retire();
             shared.policies[*index].record(state.drain());
             shared.tracked.fetch_sub(1, Ordering::AcqRel);
@@ -287,7 +284,7 @@ async fn exchange(
     let reports: Vec<Report<'_>> = items
         .iter()
         .map(|item| Report {
-            key: &item.key,
+            key: item.state.key(),
             demand_milli: (item.demand * 1000.0).round() as u64,
             ttl_ms: if item.hot { hot_ttl } else { cool_ttl },
         })
