@@ -27,7 +27,8 @@
 //!
 //! Notation: `R = limit / per` (the policy's rate), `B` its burst, `N` live gateways, `T` the
 //! sync interval, `d_g` gateway `g`'s demand for a key (requests *seen* per second, allowed
-//! or denied, as an EWMA with time constant `T`), `D = Σ d_g`.
+//! or denied, as an EWMA with time constant `T`, or longer for a thin key so that the average
+//! spans at least 4 of its requests, at most 1 s), `D = Σ d_g`.
 //!
 //! * **Local decision.** Each tracked key has a token bucket of rate `R·s_g` and capacity
 //!   `max(B·s_g, 1)`, where `s_g` is this gateway's share. A request takes a token or is

@@ -45,6 +45,24 @@ pub(crate) fn smoothed_after_recovery(previous: f64, next: f64) -> f64 {
     next.max(previous / 2.0)
 }
 
+/// Requests the demand average should span: a key seen less than once per sync interval would
+/// otherwise read as idle after every gap (its share collapsing to the floor, its next request
+/// refused) although its rate is steady; thin per-gateway traffic is what many gateways make.
+const WINDOW_REQUESTS: f64 = 4.0;
+/// The longest demand time constant, in ns: a key's share still follows a traffic shift
+/// within a few seconds.
+const MAX_TAU_NS: f64 = 1e9;
+
+/// The demand average's time constant for a key whose rate is about `rate` (requests per
+/// second): `base_ns` (the sync interval) for busy keys, longer for thin ones, so that the
+/// window spans [`WINDOW_REQUESTS`], at most [`MAX_TAU_NS`] (or `base_ns` if longer).
+pub(crate) fn demand_tau(base_ns: f64, rate: f64) -> f64 {
+    if rate.is_nan() || rate <= 0.0 {
+        return base_ns;
+    }
+    (WINDOW_REQUESTS * 1e9 / rate).clamp(base_ns, base_ns.max(MAX_TAU_NS))
+}
+
 /// Exponentially weighted moving average of a rate: `sample` observed over `dt`, time constant
 /// `tau` (same unit as `dt`).
 pub(crate) fn ewma(previous: f64, sample: f64, dt: f64, tau: f64) -> f64 {
@@ -96,6 +114,20 @@ mod tests {
         assert!(
             (s[0] - 0.7).abs() < 1e-9 && (s[1] - 0.2).abs() < 1e-9 && (s[2] - 0.1).abs() < 1e-9
         );
+    }
+
+    #[test]
+    fn thin_keys_average_over_a_longer_window() {
+        let base = 100e6;
+        assert_eq!(demand_tau(base, 0.0), base);
+        assert_eq!(
+            demand_tau(base, 1000.0),
+            base,
+            "busy keys: the sync interval"
+        );
+        assert_eq!(demand_tau(base, 10.0), 400e6, "4 requests' worth");
+        assert_eq!(demand_tau(base, 1.0), 1e9, "capped at 1 s");
+        assert_eq!(demand_tau(2e9, 1.0), 2e9, "never below the sync interval");
     }
 
     #[test]

@@ -249,7 +249,7 @@ impl KeyState {
     }
 
     /// Folds the requests seen since the last sample into the demand EWMA (time constant
-    /// `tau_ns`) and reports whether the key is hot. Drains the counters and clears the
+    /// `tau_ns`, longer for thin keys: [`share::demand_tau`]) and reports whether the key is hot. Drains the counters and clears the
     /// pressure flag.
     pub(crate) fn sample(&self, now: u64, tau_ns: f64, rates: Rates) -> Sample {
         let mut s = self.lock();
@@ -258,7 +258,8 @@ impl KeyState {
         let dt = now.saturating_sub(s.sampled_at) as f64;
         if dt > 0.0 {
             let observed = s.unsampled as f64 * NANOS_PER_SEC / dt;
-            s.demand = share::ewma(s.demand, observed, dt, tau_ns);
+            let tau = share::demand_tau(tau_ns, s.demand.max(observed));
+            s.demand = share::ewma(s.demand, observed, dt, tau);
             s.sampled_at = now;
             s.unsampled = 0;
         }
