@@ -180,11 +180,13 @@ impl RedisConn {
         if acked >= replicas {
             return Ok(true);
         }
-        // ROLE of a master: ["master", offset, [[ip, port, offset], ...]].
+        // ROLE of a master: ["master", offset, [[ip, port, offset], ...]]. Anything else
+        // (a node that is no longer master) confirms nothing.
         let role: Vec<Value> = self.query_on_node_of(key, redis::cmd("ROLE")).await?;
+        let is_master = matches!(role.first(), Some(Value::BulkString(b)) if b == b"master");
         let connected = match role.get(2) {
-            Some(Value::Array(list)) => u32::try_from(list.len()).unwrap_or(u32::MAX),
-            _ => 0,
+            Some(Value::Array(list)) if is_master => u32::try_from(list.len()).unwrap_or(u32::MAX),
+            _ => return Ok(false),
         };
         Ok(acked >= replicas.min(connected))
     }

@@ -218,10 +218,10 @@ impl RedisSync {
                 Ok(Conn::Single(conn))
             }
             Backend::Cluster(client) => {
-                let config = ClusterConfig::new()
-                    .set_connection_timeout(self.timeout.max(CLUSTER_CONNECT_TIMEOUT))
-                    .set_response_timeout(self.timeout);
                 let budget = self.timeout.max(CLUSTER_CONNECT_TIMEOUT);
+                let config = ClusterConfig::new()
+                    .set_connection_timeout(budget)
+                    .set_response_timeout(self.timeout);
                 match tokio::time::timeout(budget, client.get_async_connection_with_config(config))
                     .await
                 {
