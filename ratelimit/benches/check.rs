@@ -5,26 +5,27 @@
 //! costs from what the limiter adds:
 //!
 //! * `baseline/…/clock + fetch_add` (1 key): a [`SystemClock`] read through `dyn Clock`, as
-//!   `check` does, then one `fetch_add` on one shared word: the least any check can do (read
-//!   the time, write the key's state once). With 2 threads the word's cache line moves between
-//!   the cores on every operation: the contended floor.
-//! * `baseline/1 key/2 threads/fetch_add`: the same without the clock. Each core then runs
-//!   several increments back to back while it holds the line, so this understates what one
-//!   transfer per operation costs; kept for comparison with earlier runs.
+//!   `check` does (the coarse clock: a load of the word its thread refreshes), then one
+//!   `fetch_add` on one shared word: the least a check that writes the key's state can do.
+//!   With 2 threads the word's cache line moves between the cores on (nearly) every
+//!   operation: the contended floor of a design without leases.
+//! * `baseline/1 key/2 threads/fetch_add`: the same without the clock read.
 //! * `baseline/…/hashmap lookup`: a `std` `HashMap<Box<[u8]>, u64>` (SipHash) `get` of the
 //!   same key. At 1M keys, visited in a cache-hostile order, both it and `check` are bound by
 //!   memory latency (a few dependent misses per lookup: control bytes, slot, key bytes); the
 //!   difference is the limiter's own cost.
 //! * `baseline/1M keys/…/clock + one slot`: the floor for any table at 1M keys: read the
 //!   clock, hash the probe key, `fetch_add` one word of a random 16-byte slot in a 32 MB array
-//!   (the size of the limiter's slot arrays at 1M keys). Its dependent misses are the probe
-//!   key's own (its `Vec` header, then its bytes: the same for `check` and every baseline) and
-//!   one slot, as if the key's whole state were inline in it; no key comparison.
+//!   (the size of the limiter's slot arrays at 1M keys): one miss, as if the key's whole state
+//!   were inline in its slot; no key comparison.
 //! * `check/1M keys/hot set`: the same 1M-key table, traffic over 1,000 of the keys: what a
 //!   request costs when its key's state is in cache, as for the keys that matter under load.
 //!   The 1,000 keys are spread over the table, so each check touches pages no other key of the
 //!   set shares; on a 4 KiB-page VM the TLB misses, not the cache misses, are most of the cost
 //!   (the hot-set baselines show it).
+//!
+//! Probe keys are written into a stack buffer (see [`key_of`]), and the allocator is the
+//! gateway's (mimalloc).
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -36,6 +37,10 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use ratelimit::{Clock, Limiter, LimiterOptions, PolicyConfig, PolicyKey, SystemClock};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+/// The gateway's allocator: where its limiter's states live.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const MANY: usize = 1_000_000;
 /// Stride through the 1M keys: consecutive checks land on unrelated memory.
@@ -56,10 +61,21 @@ fn limiter(max_keys: usize) -> Limiter {
     Limiter::new(vec![policy], options).unwrap()
 }
 
-fn keys(n: usize) -> Vec<Vec<u8>> {
-    (0..n)
-        .map(|i| format!("user-{i:08}").into_bytes())
-        .collect()
+/// Bytes of a probe key: `user-` and 8 digits.
+const KEY_LEN: usize = 13;
+
+/// Writes key number `i` (`user-00000042`) into `buf`. A request's key was just parsed from
+/// its headers, so it is in L1 when the limiter sees it; probing with keys read from a list of
+/// a million would add the list's own cache misses (its `Vec` header, then the bytes) to every
+/// check and every baseline alike.
+#[inline(always)]
+fn key_of(mut i: usize, buf: &mut [u8; KEY_LEN]) -> &[u8] {
+    buf[..5].copy_from_slice(b"user-");
+    for d in buf[5..].iter_mut().rev() {
+        *d = b'0' + (i % 10) as u8;
+        i /= 10;
+    }
+    &buf[..]
 }
 
 /// Runs `op` `iters` times on each of two threads at once; returns the wall time, i.e. the
@@ -130,23 +146,23 @@ fn bench(c: &mut Criterion) {
     });
 
     let many = limiter(2 * MANY);
-    let all = keys(MANY);
-    for k in &all {
-        many.check(0, k);
+    let mut buf = [0; KEY_LEN];
+    for i in 0..MANY {
+        many.check(0, key_of(i, &mut buf));
     }
     assert_eq!(many.tracked_keys(), MANY);
     let mut i = 0usize;
     c.bench_function("check/1M keys/1 thread", |b| {
         b.iter(|| {
-            i = (i + STRIDE) % all.len();
-            many.check(0, black_box(&all[i]))
+            i = (i + STRIDE) % MANY;
+            many.check(0, black_box(key_of(i, &mut buf)))
         })
     });
     let mut i = 0usize;
     c.bench_function("check/1M keys/1 thread/hot set of 1000", |b| {
         b.iter(|| {
             i = (i + STRIDE) % 1000;
-            many.check(0, black_box(&all[i * 1000]))
+            many.check(0, black_box(key_of(i * 1000, &mut buf)))
         })
     });
     drop(many);
@@ -154,8 +170,8 @@ fn bench(c: &mut Criterion) {
     let mut i = 0usize;
     c.bench_function("baseline/1M keys/1 thread/clock + one slot", |b| {
         b.iter(|| {
-            i = (i + STRIDE) % all.len();
-            touch_slot(&*clock, &floor, black_box(&all[i]))
+            i = (i + STRIDE) % MANY;
+            touch_slot(&*clock, &floor, black_box(key_of(i, &mut buf)))
         })
     });
     let mut i = 0usize;
@@ -164,21 +180,19 @@ fn bench(c: &mut Criterion) {
         |b| {
             b.iter(|| {
                 i = (i + STRIDE) % 1000;
-                touch_slot(&*clock, &floor, black_box(&all[i * 1000]))
+                touch_slot(&*clock, &floor, black_box(key_of(i * 1000, &mut buf)))
             })
         },
     );
     drop(floor);
-    let naive: HashMap<Box<[u8]>, u64> = all
-        .iter()
-        .enumerate()
-        .map(|(n, k)| (Box::from(&k[..]), n as u64))
+    let naive: HashMap<Box<[u8]>, u64> = (0..MANY)
+        .map(|i| (Box::from(key_of(i, &mut buf)), i as u64))
         .collect();
     let mut i = 0usize;
     c.bench_function("baseline/1M keys/1 thread/hashmap lookup", |b| {
         b.iter(|| {
-            i = (i + STRIDE) % all.len();
-            naive.get(black_box(&all[i][..])).copied()
+            i = (i + STRIDE) % MANY;
+            naive.get(black_box(key_of(i, &mut buf))).copied()
         })
     });
     let mut i = 0usize;
@@ -187,7 +201,7 @@ fn bench(c: &mut Criterion) {
         |b| {
             b.iter(|| {
                 i = (i + STRIDE) % 1000;
-                naive.get(black_box(&all[i * 1000][..])).copied()
+                naive.get(black_box(key_of(i * 1000, &mut buf))).copied()
             })
         },
     );

@@ -78,8 +78,17 @@ impl AtomicBucket {
     }
 
     /// Takes one token if there is one.
-    #[inline(always)]
+    #[cfg(test)]
     pub(crate) fn try_take(&self, now: u64) -> Take {
+        self.try_take_up_to(now, 1).0
+    }
+
+    /// Takes `want` tokens if a quarter of the capacity is still left afterwards, else one
+    /// token if there is one (so a batch never drains the bucket: near the limit every request
+    /// is decided on its own). Returns the tokens taken (`want`, 1 or 0); the [`Take`]
+    /// describes the bucket after them.
+    #[inline(always)]
+    pub(crate) fn try_take_up_to(&self, now: u64, want: u64) -> (Take, u64) {
         let now = units(now);
         let mut word = self.word.load(Ordering::Acquire);
         loop {
@@ -87,17 +96,24 @@ impl AtomicBucket {
             let interval = slot.interval.load(Ordering::Relaxed);
             let tolerance = slot.tolerance.load(Ordering::Relaxed);
             let base = (word >> 1).max(now);
-            let next = base.saturating_add(interval);
+            let mut taken = want.max(1);
+            let mut next = base.saturating_add(interval.saturating_mul(taken));
+            if taken > 1 && (tolerance - (next - now).min(tolerance)).saturating_mul(4) < tolerance
+            {
+                taken = 1;
+                next = base.saturating_add(interval);
+            }
             if next - now > tolerance {
                 // Refused: nothing to write. `base − now ≤ τ` (the invariant), so no underflow.
                 let debt = base - now;
-                return Take {
+                let take = Take {
                     allowed: false,
                     tokens: (tolerance - debt.min(tolerance)) as f64 / interval as f64,
                     low: true,
                     until_full: nanos(debt),
                     wait: nanos(next - now - tolerance),
                 };
+                return (take, 0);
             }
             match self.word.compare_exchange_weak(
                 word,
@@ -108,14 +124,36 @@ impl AtomicBucket {
                 Ok(_) => {
                     let debt = next - now;
                     let left = tolerance - debt;
-                    return Take {
+                    let take = Take {
                         allowed: true,
                         tokens: left as f64 / interval as f64,
                         low: left.saturating_mul(4) < tolerance,
                         until_full: nanos(debt),
                         wait: nanos(interval.saturating_sub(left)),
                     };
+                    return (take, taken);
                 }
+                Err(current) => word = current,
+            }
+        }
+    }
+
+    /// Returns `n` tokens taken but not used (at most up to a full bucket: `try_take` reads a
+    /// `tat` in the past as full).
+    pub(crate) fn give_back(&self, n: u64) {
+        let mut word = self.word.load(Ordering::Acquire);
+        loop {
+            let interval = self.slots[(word & 1) as usize]
+                .interval
+                .load(Ordering::Relaxed);
+            let tat = (word >> 1).saturating_sub(interval.saturating_mul(n));
+            match self.word.compare_exchange_weak(
+                word,
+                (tat << 1) | (word & 1),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
                 Err(current) => word = current,
             }
         }
@@ -245,6 +283,32 @@ mod tests {
         assert!(!b.try_take(0).allowed);
         b.reconfigure(f64::NAN, f64::INFINITY, 0);
         assert!(b.tokens(u64::MAX) <= MIN_CAPACITY);
+    }
+
+    #[test]
+    fn a_batch_leaves_a_quarter_of_the_bucket() {
+        let b = AtomicBucket::new(per_sec(10.0), 20.0, 0);
+        let (take, taken) = b.try_take_up_to(0, 8);
+        assert_eq!((taken, take.tokens), (8, 12.0));
+        // 12 − 8 = 4 < 20/4: one token only.
+        let (take, taken) = b.try_take_up_to(0, 8);
+        assert_eq!((taken, take.tokens), (1, 11.0));
+        let singles = (0..20).filter(|_| b.try_take_up_to(0, 8).1 == 1).count();
+        assert_eq!(singles, 11, "near the limit every request is decided alone");
+        let (refused, taken) = b.try_take_up_to(0, 8);
+        assert!(!refused.allowed && taken == 0);
+    }
+
+    #[test]
+    fn given_back_tokens_are_there_again_up_to_full() {
+        let b = AtomicBucket::new(per_sec(10.0), 20.0, 0);
+        assert_eq!(b.try_take_up_to(0, 8).1, 8);
+        b.give_back(5);
+        assert!((b.tokens(0) - 17.0).abs() < 1e-9);
+        b.give_back(100);
+        assert!((b.tokens(0) - 20.0).abs() < 1e-9, "never above capacity");
+        let admitted = (0..40).filter(|_| b.try_take(0).allowed).count();
+        assert_eq!(admitted, 20);
     }
 
     #[test]

@@ -6,7 +6,11 @@
 //! decides each request from in-memory per-key state, with no network I/O and no lock
 //! ([`Limiter::check`]: a lock-free table lookup, or none when this thread's last check under
 //! the policy was the same key, then a counter increment and one compare-and-swap on the key's
-//! bucket; nothing shared is written but the key's own state). A background task
+//! bucket; nothing shared is written but the key's own state). Time comes from a coarse clock
+//! ([`SystemClock`]: a word a background thread refreshes every [`CLOCK_TICK`], 1 ms), and a
+//! thread that checks one key over and over decides on a small lease of its tokens (up to 8,
+//! taken from the bucket while a quarter of it is left) without writing shared memory at all;
+//! see [Leases](#leases-and-the-coarse-clock). A background task
 //! ([`Limiter::spawn_sync`]) exchanges the active keys' demand with Redis and sets this
 //! gateway's share of the limit.
 //!
@@ -80,6 +84,27 @@
 //!   `B·d_g/D`, so steady traffic is never refused; only a burst larger than `B·d_g/D` on one
 //!   gateway within `T` of a change of split can be.
 //!
+//! ## Leases and the coarse clock
+//!
+//! Neither changes what the bounds above allow; they change who pays for a check.
+//!
+//! * **Coarse clock.** Checks read the time a background thread published at most one tick
+//!   (1 ms, plus that thread's wake-up delay) ago, not `clock_gettime` (~40 ns here, half a
+//!   check). A bucket read late refills late by the same amount, never loses tokens: the
+//!   admitted total over any window is unchanged; a refusal's `Retry-After` may be up to a
+//!   tick long.
+//! * **Leases** (`recent.rs`). A thread's memo entry for a key asks the bucket for twice as
+//!   many tokens as its last lease once that one was used up within one clock tick (up to 8),
+//!   half as many after one that ended unused. The bucket grants them only if a quarter of its
+//!   capacity remains afterwards, else decides the request alone. Tokens are taken before they
+//!   are used, so admissions never exceed the bucket's. A lease ends when the clock moves on or
+//!   the thread checks another key under the policy: its unused tokens go back to the bucket
+//!   and the requests it admitted are counted as demand. Until then, per thread and key, up to
+//!   7 tokens are held back and up to 7 requests are not yet counted (demand and the decision
+//!   metric lag by that much). Held-back tokens can refuse a request only if the bucket drains
+//!   from a quarter full to empty within the lease's tick: a key far enough under its limit
+//!   to be leased is not refused for them.
+//!
 //! ## Redis slow or down: fail open
 //!
 //! Every Redis call (connect, script load, each pipeline) is bounded by `[redis].timeout`.
@@ -122,7 +147,7 @@
 //! Checks count their decisions on their key, not on the shared
 //! `ratelimit_decisions_total` counters (a cache line written by every core on every request);
 //! the sync task adds the keys' counts to the metric at each tick and when it forgets a key,
-//! so the metric lags by at most one sync interval.
+//! so the metric lags by at most one sync interval (and the requests of open leases).
 
 mod bucket;
 mod clock;
@@ -139,7 +164,7 @@ mod state;
 mod sync;
 mod table;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock, TICK as CLOCK_TICK};
 pub use error::LimiterError;
 pub use limiter::{Decision, KeyView, Limiter, LimiterMode, LimiterOptions};
 pub use policy::{MAX_POLICY_NAME_LEN, PolicyConfig, PolicyError, PolicyKey, PolicyKeyError};

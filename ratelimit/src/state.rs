@@ -207,7 +207,7 @@ impl KeyState {
     pub(crate) fn check_live(&self, now: u64) -> Option<Local> {
         // The key line is read-mostly: this load hits in cache even while other cores hammer
         // the bucket line.
-        if self.key.retired.load(Ordering::Acquire) {
+        if self.is_retired() {
             return None;
         }
         Some(self.check(now))
@@ -218,13 +218,22 @@ impl KeyState {
     /// on the bucket, both on the bucket line.
     #[inline(always)]
     pub(crate) fn check(&self, now: u64) -> Local {
+        self.lease(now, 1, 0).0
+    }
+
+    /// [`check`](Self::check), taking up to `want` tokens for this request and the next ones
+    /// of the calling thread (see [`crate::recent`]): `want` if a quarter of the bucket is left
+    /// afterwards, else one, or none (refused). Also counts `uncounted` requests the caller
+    /// admitted on tokens of its previous lease. Returns the tokens taken.
+    #[inline(always)]
+    pub(crate) fn lease(&self, now: u64, want: u64, uncounted: u64) -> (Local, u64) {
         let hot = &self.hot;
         // First, before any plain load of the bucket line: a read-modify-write takes the line
         // exclusively in one step, so the bucket's load and compare-and-swap below hit it. A
         // load first would fetch the line shared and the CAS would need a second transfer
         // (and fail if another core wrote in between).
-        hot.seen.fetch_add(1, Ordering::Relaxed);
-        let take = hot.bucket.try_take(now);
+        hot.seen.fetch_add(1 + uncounted, Ordering::Relaxed);
+        let (take, taken) = hot.bucket.try_take_up_to(now, want);
         if !take.allowed {
             hot.denied.fetch_add(1, Ordering::Relaxed);
         }
@@ -235,13 +244,31 @@ impl KeyState {
         if take.low && !self.key.pressured.load(Ordering::Relaxed) {
             self.key.pressured.store(true, Ordering::Relaxed);
         }
-        Local {
+        let local = Local {
             allowed: take.allowed,
             tokens: take.tokens,
             share,
             until_full: take.until_full,
             wait: take.wait,
+        };
+        (local, taken)
+    }
+
+    /// Returns `unused` leased tokens to the bucket and counts `uncounted` requests admitted
+    /// on the lease (see [`lease`](Self::lease)).
+    pub(crate) fn end_lease(&self, unused: u64, uncounted: u64) {
+        if uncounted > 0 {
+            self.hot.seen.fetch_add(uncounted, Ordering::Relaxed);
         }
+        if unused > 0 {
+            self.hot.bucket.give_back(unused);
+        }
+    }
+
+    /// Whether the key was removed from the table (see [`check_live`](Self::check_live)).
+    #[inline]
+    pub(crate) fn is_retired(&self) -> bool {
+        self.key.retired.load(Ordering::Acquire)
     }
 
     fn share(&self) -> f64 {

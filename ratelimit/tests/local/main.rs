@@ -45,6 +45,21 @@ fn decisions_carry_headers_material() {
     assert_eq!(l.mode(), LimiterMode::Synced);
 }
 
+/// Two threads hammer one key with the clock standing still: their leases (see `recent.rs`)
+/// take tokens ahead of use, and the pair still admits exactly the burst.
+#[test]
+fn threads_on_leases_admit_exactly_the_burst() {
+    let (l, _clock) = limiter(10, 1000, 100);
+    let admitted: usize = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| (0..10_000).filter(|_| l.check(0, b"hot").allowed).count()))
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).sum()
+    });
+    assert_eq!(admitted, 1000);
+    assert_eq!(l.inspect("per-user", b"hot").unwrap().tokens, 0.0);
+}
+
 #[test]
 fn new_keys_get_an_equal_split_of_the_live_gateways() {
     let (l, _clock) = limiter(300, 300, 100);
