@@ -267,3 +267,43 @@ fn redis_commands_scale_with_keys_not_requests() {
         limiter.mode() == LimiterMode::Synced
     });
 }
+
+/// 1,000 keys all over their limit on two gateways: every key reports at every tick, so a tick
+/// carries 1,000 keys. Each round trip must fit the default 10 ms timeout (pipelines of 1,024
+/// keys took ~14 ms of Redis time and every tick failed: the limiter stayed degraded).
+#[test]
+fn a_thousand_hot_keys_stay_synced_at_the_default_timeout() {
+    const KEYS: usize = 1000;
+    let _serial = support::serial();
+    let redis = RedisServer::start();
+    let fleet = Fleet::start(&redis, 2, policy(1).with_burst(1), TIMEOUT);
+    let keys: Vec<Vec<u8>> = (0..KEYS)
+        .map(|i| format!("user-{i}").into_bytes())
+        .collect();
+    let start = Instant::now();
+    let (mut samples, mut synced) = (0u32, 0u32);
+    while start.elapsed() < Duration::from_secs(4) {
+        // 50 requests/s per key and gateway against 1/s: every key is denied, hence hot.
+        for key in &keys {
+            for l in &fleet.limiters {
+                l.check(0, key);
+            }
+        }
+        if start.elapsed() > Duration::from_secs(1) {
+            samples += 1;
+            synced += u32::from(fleet.all_in(LimiterMode::Synced));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let view = fleet.limiters[0].inspect("per-user", b"user-7").unwrap();
+    eprintln!("synced in {synced} of {samples} samples; user-7: {view:?}");
+    assert!(
+        synced * 10 >= samples * 8,
+        "synced in {synced} of {samples} samples"
+    );
+    assert_eq!(
+        view.live_gateways,
+        Some(2),
+        "the fleet's answer reached the key"
+    );
+}
