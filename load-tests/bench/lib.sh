@@ -1,0 +1,60 @@
+# Helpers shared by the benchmark scripts of load-tests/bench/: sourced, not run.
+#
+# The caller sets `work` (its work directory) before sourcing and adds every process it
+# starts to `pids`; on exit (normal, failed or interrupted) those processes are stopped and
+# waited for, and `work` is removed unless KEEP_WORK=1 or the script failed.
+
+pids=()
+cleanup() {
+  local rc=$?
+  # Only what this script started, by pid; wait, so that nothing outlives it.
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  if [ "${KEEP_WORK:-0}" = 1 ] || [ "$rc" -ne 0 ]; then
+    echo "work directory kept: $work" >&2
+  else
+    rm -rf "$work"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+now() { date +%s.%N; }
+# wait_until what command...: polls the command every 0.1 s, up to 10 s.
+wait_until() {
+  local what=$1; shift
+  for _ in $(seq 1 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "not ready: $what (logs in $work)" >&2; exit 1
+}
+# utime + stime of a process, in seconds.
+cpu_of() {
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+# Drops a pid that has ended from the list the exit trap signals (a pid can be reused).
+forget() {
+  local keep=() p
+  for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  pids=("${keep[@]}")
+}
+stop_pid() {
+  kill -TERM "$1" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  forget "$1"
+}
+# A wrk latency (`812.00us`, `3.20ms`, `1.05s`) in milliseconds.
+to_ms() { awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.2f", n }'; }
+# commandstats port: "name calls usec" per command from INFO commandstats (commands run inside
+# scripts included, as Redis counts them); INFO and COMMAND* (redis-cli's own queries) left out.
+commandstats() {
+  redis-cli -p "$1" info commandstats | tr -d '\r' | awk -F'[:,=]' '
+    /^cmdstat_/ { name = substr($1, 9); if (name != "info" && name !~ /^command/) print name, $3, $5 }'
+}
