@@ -84,60 +84,8 @@ bin="${CARGO_TARGET_DIR:-$root/target}/release/cellgate"
 [ -x "$bin" ] || { echo "no $bin (run without BUILD=0)" >&2; exit 2; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/cellgate-bench-cluster.XXXXXX")
-pids=()
-cleanup() {
-  local rc=$?
-  # Only what this script started, by pid; wait, so that nothing outlives it.
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
-  if [ "${KEEP_WORK:-0}" = 1 ] || [ "$rc" -ne 0 ]; then
-    echo "work directory kept: $work" >&2
-  else
-    rm -rf "$work"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { printf 'bench: %s\n' "$*" >&2; }
-# N distinct free loopback ports (all bound at once, so none repeats).
-free_ports() {
-  python3 -c '
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks: s.close()' "$1"
-}
-now() { date +%s.%N; }
-wait_until() { # what, tenths of a second, command...
-  local what=$1 tries=$2; shift 2
-  for _ in $(seq 1 "$tries"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "not ready: $what (logs in $work)" >&2; exit 1
-}
-# utime + stime of a process, in seconds.
-cpu_of() {
-  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
-}
-# Drops a pid that has ended from the list the exit trap signals (a pid can be reused).
-forget() {
-  local keep=() p
-  for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-  pids=("${keep[@]}")
-}
-stop_pid() {
-  kill -TERM "$1" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-  forget "$1"
-}
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 rcli() { local port=$1; shift; redis-cli -p "$port" "$@"; }
 
 # ---- Redis Cluster: 6 nodes, 3 masters + 3 replicas ------------------------------------------
@@ -153,7 +101,7 @@ for i in 0 1 2 3 4 5; do
   pids+=($!)
   node_pid[${nodes[$i]}]=$!
 done
-for p in "${nodes[@]}"; do wait_until "redis :$p" 100 rcli "$p" ping; done
+for p in "${nodes[@]}"; do wait_for "redis :$p" 100 rcli "$p" ping; done
 addrs=()
 for p in "${nodes[@]}"; do addrs+=("127.0.0.1:$p"); done
 log "forming the cluster: ${addrs[*]}"
@@ -168,7 +116,7 @@ cluster_ok() {
     grep -qx 'cluster_known_nodes:6' <<<"$info" || return 1
   done
 }
-wait_until "cluster_state:ok on every node" 300 cluster_ok
+wait_for "cluster_state:ok on every node" 300 cluster_ok
 masters=()
 for p in "${nodes[@]}"; do
   if [ "$(rcli "$p" role | tr -d '\r' | sed -n 1p)" = master ]; then masters+=("$p"); fi
@@ -178,7 +126,7 @@ replicas_linked() {
   local p
   for p in "${masters[@]}"; do rcli "$p" info replication | tr -d '\r' | grep -qx 'connected_slaves:1' || return 1; done
 }
-wait_until "a linked replica per master" 300 replicas_linked
+wait_for "a linked replica per master" 300 replicas_linked
 # Which master holds which slot group of the policy: `{rl:<policy>:g<n>}`, 8 groups.
 master_of_slot() {
   rcli "${nodes[0]}" cluster nodes | tr -d '\r' | awk -v s="$1" '
@@ -200,7 +148,7 @@ log "masters ${masters[*]}; slot groups: $(for p in "${masters[@]}"; do printf '
 read -r echo_port <<<"$(free_ports 1)"
 "$bin" echo-cell --name cell-1 --instance cell1-a --listen "127.0.0.1:$echo_port" >"$work/echo.log" 2>&1 &
 pids+=($!)
-wait_until "echo :$echo_port" 100 curl -fsS "http://127.0.0.1:$echo_port/healthz"
+wait_for "echo :$echo_port" 100 curl -fsS "http://127.0.0.1:$echo_port/healthz"
 
 seeds=$(printf '"redis://127.0.0.1:%s", ' "${nodes[@]}")
 seeds=${seeds%, }
@@ -239,10 +187,6 @@ CELLGATE_LISTEN=127.0.0.1:1 CELLGATE_ADMIN_LISTEN=127.0.0.1:2 CELLGATE_GATEWAY_I
   || { cat "$work/check-config.log" >&2; exit 1; }
 
 # ---- figures ----------------------------------------------------------------------------------
-# "name calls" per command of one node's INFO commandstats.
-commandstats() {
-  rcli "$1" info commandstats | tr -d '\r' | awk -F'[:,=]' '/^cmdstat_/ { print substr($1, 9), $3 }'
-}
 # Snapshot of every master: files <prefix>-<port>; the time in <prefix>.t; CPU in <prefix>.cpu.
 snapshot_redis() {
   local p t0 t1
@@ -254,7 +198,8 @@ snapshot_redis() {
   t1=$(now)
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (a + b) / 2 }' >"$1.t"
 }
-# Counted commands, tooling/topology commands, EVALSHA between two snapshots of one node.
+# Counted commands, topology commands (CLUSTER*, PING; INFO and COMMAND* are not in the
+# snapshots), EVALSHA between two snapshots of one node.
 calls_between() {
   awk 'FNR == NR { c0[$1] = $2; next }
     { d = $2 - c0[$1]; if (d <= 0) next
@@ -307,7 +252,7 @@ for n in $GATEWAYS; do
     pids+=($!)
     gw_pids+=($!); gw_admin+=("$admin_port"); gw_urls+=("http://127.0.0.1:$gw_port"); gw_ids+=("gw-$n-$((i + 1))")
   done
-  for a in "${gw_admin[@]}"; do wait_until "gateway admin :$a" 300 curl -fsS "http://127.0.0.1:$a/readyz"; done
+  for a in "${gw_admin[@]}"; do wait_for "gateway admin :$a" 300 curl -fsS "http://127.0.0.1:$a/readyz"; done
   sleep 2 # a heartbeat or two: every gateway counts the others live
 
   log "$n gateway(s): idle ${IDLE}s"
@@ -324,7 +269,7 @@ for n in $GATEWAYS; do
   pids+=("$k6_pid")
   # The window starts 2 s after the first decision, ends 2 s before the load does.
   first_decision() { gw_counters "${gw_admin[0]}" | awk '{ exit !($1 + $2 > 0) }'; }
-  wait_until "first request through the gateways" 300 first_decision
+  wait_for "first request through the gateways" 300 first_decision
   t_first=$(now)
   sleep 2
   snapshot_gateways "$work/$r-load0"

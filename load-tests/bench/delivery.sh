@@ -75,57 +75,13 @@ cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p gateway
 bin="${CARGO_TARGET_DIR:-$root/target}/release/cellgate"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/cellgate-bench-delivery.XXXXXX")
-pids=()
-cleanup() {
-  local rc=$?
-  # Only what this script started, by pid; wait, so that nothing outlives it.
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
-  if [ "${KEEP_WORK:-0}" = 1 ] || [ "$rc" -ne 0 ]; then
-    echo "work directory kept: $work" >&2
-  else
-    rm -rf "$work"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { printf 'bench: %s\n' "$*" >&2; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-now() { date +%s.%N; }
-wait_until() { # what, command...: up to 10 s
-  local what=$1; shift
-  for _ in $(seq 1 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "not ready: $what (logs in $work)" >&2; exit 1
-}
-# utime + stime of a process, in seconds.
-cpu_of() {
-  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
-}
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 echo_cpu() {
   local total=0
   for p in "${echo_pids[@]}"; do total=$(awk -v a="$total" -v b="$(cpu_of "$p")" 'BEGIN { print a + b }'); done
   echo "$total"
 }
-# Drops a pid that has ended from the list the exit trap signals (a pid can be reused).
-forget() {
-  local keep=() p
-  for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-  pids=("${keep[@]}")
-}
-stop_pid() {
-  kill -TERM "$1" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-  forget "$1"
-}
-to_ms() { awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.2f", n }'; }
 
 # ---- Redis and echo cells, shared by every round ---------------------------------------------
 redis_port=$(free_port)
@@ -231,12 +187,6 @@ store_quantile() {
       }
     }' "$2" <(buckets)
 }
-# "name calls usec" per command from INFO commandstats; INFO and COMMAND (redis-cli's own
-# start-up query) left out.
-commandstats() {
-  rcli info commandstats | tr -d '\r' | awk -F'[:,=]' '
-    /^cmdstat_/ { name = substr($1, 9); if (name != "info" && name !~ /^command/) print name, $3, $5 }'
-}
 # Accepted-but-unfinished entries, all partitions (ZCARD of the live sets: exact, instant).
 # Every call is 3 ZCARDs of ours, counted in $work/zcards to leave them out of the stats.
 live_depth() {
@@ -317,7 +267,7 @@ TOML
 
     read -r a0 d0 x0 u0 f0 < <(counters)
     buckets >"$work/buckets-$name"
-    commandstats >"$work/cmd-before-$name"
+    commandstats "$redis_port" >"$work/cmd-before-$name"
     echo 0 >"$work/zcards"
     redis_cpu0=$(cpu_of "$redis_pid"); gw_cpu0=$(cpu_of "$gw_pid"); echo_cpu0=$(echo_cpu)
     load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -349,7 +299,7 @@ TOML
     drained=yes
     ends=$(wait_drained $(( (a1 - a0) / 1000 ))) || drained=no
     read -r t_near t_end <<<"$ends"
-    commandstats >"$work/cmd-after-$name"
+    commandstats "$redis_port" >"$work/cmd-after-$name"
     redis_cpu1=$(cpu_of "$redis_pid"); gw_cpu1=$(cpu_of "$gw_pid"); echo_cpu1=$(echo_cpu)
     read -r a2 d2 x2 u2 f2 < <(counters)
     load_after=$(cut -d' ' -f1-3 /proc/loadavg)

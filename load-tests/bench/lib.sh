@@ -25,14 +25,27 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 log() { printf 'bench: %s\n' "$*" >&2; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+# free_ports n: n distinct free loopback ports (all bound at once, so none repeats).
+free_ports() {
+  python3 -c '
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks: s.close()' "$1"
+}
+free_port() { free_ports 1; }
 now() { date +%s.%N; }
-# wait_until what command...: polls the command every 0.1 s, up to 10 s.
-wait_until() {
-  local what=$1; shift
-  for _ in $(seq 1 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+# wait_for what tenths command...: polls the command every 0.1 s, `tenths` times at most;
+# exits the script if it never succeeds.
+wait_for() {
+  local what=$1 tries=$2; shift 2
+  for _ in $(seq 1 "$tries"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
   echo "not ready: $what (logs in $work)" >&2; exit 1
 }
+# wait_until what command...: wait_for, up to 10 s.
+wait_until() { local what=$1; shift; wait_for "$what" 100 "$@"; }
 # utime + stime of a process, in seconds.
 cpu_of() {
   awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
