@@ -107,30 +107,14 @@ done
 for port in "${echo_ports[@]}"; do wait_until "echo :$port" curl -fsS "http://127.0.0.1:$port/healthz"; done
 
 # ---- wrk script ------------------------------------------------------------------------------
-cat >"$work/enqueue.lua" <<'LUA'
+cat >"$work/enqueue.lua" <<LUA
 -- Distinct Idempotency-Key per request (run id, thread, counter), USERS routing keys, fixed
--- body; with BENCH_RATE > 0 each thread paces its sends at BENCH_RATE / threads per second.
-local ffi = require("ffi")
-ffi.cdef[[
-typedef struct { long tv_sec; long tv_nsec; } cg_timespec;
-int clock_gettime(int clk, cg_timespec *ts);
-]]
-local ts = ffi.new("cg_timespec")
-local function now_ms()
-  ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
-  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
-end
-
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("tid", threads)
-end
-
+-- body; paced when BENCH_RATE > 0 (pace.lua).
+dofile("$(cd "$(dirname "$0")" && pwd)/pace.lua")
+LUA
+cat >>"$work/enqueue.lua" <<'LUA'
 local users = tonumber(os.getenv("BENCH_USERS") or "100000")
 local run = os.getenv("BENCH_RUN") or "run"
-local rate = tonumber(os.getenv("BENCH_RATE") or "0")
-local nthreads = tonumber(os.getenv("BENCH_THREADS") or "1")
 local body = '{"order":"' .. string.rep("x", tonumber(os.getenv("BENCH_BODY") or "256")) .. '"}'
 local n = 0
 
@@ -144,19 +128,6 @@ function request()
     ["x-user-id"] = "user-" .. k,
     ["Idempotency-Key"] = run .. "-" .. tid .. "-" .. n,
   }, body)
-end
-
-if rate > 0 then
-  local per_ms = rate / nthreads / 1000
-  local start, slot = nil, 0
-  function delay()
-    local t = now_ms()
-    if not start then start = t end
-    slot = slot + 1
-    local wait = start + slot / per_ms - t
-    if wait <= 0 then return 0 end
-    return math.floor(wait)
-  end
 end
 LUA
 

@@ -66,45 +66,17 @@ echo_port=$(free_port)
 pids+=($!)
 wait_until echo curl -fsS "http://127.0.0.1:$echo_port/healthz"
 
-cat >"$work/keys.lua" <<'LUA'
--- KEYS keys in turn (each thread starts at another one), paced at RATE / threads per second
--- per thread when RATE > 0.
-local ffi = require("ffi")
-ffi.cdef[[
-typedef struct { long tv_sec; long tv_nsec; } cg_timespec;
-int clock_gettime(int clk, cg_timespec *ts);
-]]
-local ts = ffi.new("cg_timespec")
-local function now_ms()
-  ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
-  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
-end
-
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("tid", threads)
-end
-
+cat >"$work/keys.lua" <<LUA
+-- KEYS keys in turn (each thread starts at another one), paced (pace.lua).
+dofile("$(cd "$(dirname "$0")" && pwd)/pace.lua")
+LUA
+cat >>"$work/keys.lua" <<'LUA'
 local keys = tonumber(os.getenv("BENCH_KEYS"))
-local rate = tonumber(os.getenv("BENCH_RATE"))
-local nthreads = tonumber(os.getenv("BENCH_THREADS"))
 local n = 0
 
 function request()
   n = n + 1
   return wrk.format("GET", "/", { ["x-user-id"] = "user-" .. ((n + tid * 7919) % keys) })
-end
-
-local per_ms = rate / nthreads / 1000
-local start, slot = nil, 0
-function delay()
-  local t = now_ms()
-  if not start then start = t end
-  slot = slot + 1
-  local wait = start + slot / per_ms - t
-  if wait <= 0 then return 0 end
-  return math.floor(wait)
 end
 LUA
 
@@ -177,7 +149,7 @@ TOML
   rows+=("$(awk -v l="$limit" -v s="$sent" -v bad="$non2xx" -v c="$cmds" -v e="$evals" -v t0="$t0" -v t1="$t1" \
     -v cpu="$(awk -v a="$redis_cpu0" -v b="$redis_cpu1" 'BEGIN { print b - a }')" \
     -v ticks="$(awk -v a="$ticks0" -v b="$ticks1" 'BEGIN { print b - a }')" -v errs="$(awk -v a="$errors0" -v b="$errors1" 'BEGIN { print b - a }')" \
-    'BEGIN { d = t1 - t0; printf "%8s %10.0f %9d %9d %9d %8d %11.5f %11.5f %12.1f %6d %6d", l "/s", s / d, s - bad, bad, c, e, c / s, e / s, cpu * 1e6 / s * 1000 / 1000, ticks, errs }')")
+    'BEGIN { d = t1 - t0; printf "%8s %10.0f %9d %9d %9d %8d %11.5f %11.5f %12.1f %6d %6d", l "/s", s / d, s - bad, bad, c, e, c / s, e / s, cpu * 1e6 / s, ticks, errs }')")
   details+=("limit $limit/s: $breakdown")
 done
 
