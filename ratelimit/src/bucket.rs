@@ -48,6 +48,16 @@ struct Params {
     tolerance: AtomicU64,
 }
 
+/// The bucket's word right after a take: where its tokens sit in the bucket's debt (see
+/// [`AtomicBucket::give_back`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Taken(u64);
+
+impl Taken {
+    /// A mark under which nothing is ever given back.
+    pub(crate) const NOTHING: Taken = Taken(0);
+}
+
 /// The bucket as one check left it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Take {
@@ -85,10 +95,10 @@ impl AtomicBucket {
 
     /// Takes `want` tokens if a quarter of the capacity is still left afterwards, else one
     /// token if there is one (so a batch never drains the bucket: near the limit every request
-    /// is decided on its own). Returns the tokens taken (`want`, 1 or 0); the [`Take`]
-    /// describes the bucket after them.
+    /// is decided on its own). Returns the tokens taken (`want`, 1 or 0), the [`Take`] as the
+    /// bucket is after them, and the [`Taken`] mark to hand to [`give_back`](Self::give_back).
     #[inline(always)]
-    pub(crate) fn try_take_up_to(&self, now: u64, want: u64) -> (Take, u64) {
+    pub(crate) fn try_take_up_to(&self, now: u64, want: u64) -> (Take, u64, Taken) {
         let now = units(now);
         let mut word = self.word.load(Ordering::Acquire);
         loop {
@@ -113,14 +123,13 @@ impl AtomicBucket {
                     until_full: nanos(debt),
                     wait: nanos(next - now - tolerance),
                 };
-                return (take, 0);
+                return (take, 0, Taken(word));
             }
-            match self.word.compare_exchange_weak(
-                word,
-                (next << 1) | (word & 1),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
+            let after = (next << 1) | (word & 1);
+            match self
+                .word
+                .compare_exchange_weak(word, after, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => {
                     let debt = next - now;
                     let left = tolerance - debt;
@@ -131,22 +140,38 @@ impl AtomicBucket {
                         until_full: nanos(debt),
                         wait: nanos(interval.saturating_sub(left)),
                     };
-                    return (take, taken);
+                    return (take, taken, Taken(after));
                 }
                 Err(current) => word = current,
             }
         }
     }
 
-    /// Returns `n` tokens taken but not used (at most up to a full bucket: `try_take` reads a
-    /// `tat` in the past as full).
-    pub(crate) fn give_back(&self, n: u64) {
+    /// Returns up to `n` tokens of a take marked `taken` that were not used, as far as they are
+    /// still owed at `now`.
+    ///
+    /// The bucket's debt (`tat − now`) is repaid oldest first as time passes, so of the tokens
+    /// a take added, those still owed are the ones whose refill time (before `tat` as the take
+    /// left it) is still ahead of `now`; the others have been refilled, and the bucket may have
+    /// filled up and handed them out again since. Returning those would admit more than the
+    /// bucket allows, so they are not returned. Nor is anything once the bucket was
+    /// reconfigured since the take (its debt was converted to the new rate). Returning less
+    /// than possible only under-admits.
+    pub(crate) fn give_back(&self, n: u64, taken: Taken, now: u64) {
+        let now = units(now);
         let mut word = self.word.load(Ordering::Acquire);
         loop {
+            if (word ^ taken.0) & 1 != 0 {
+                return;
+            }
             let interval = self.slots[(word & 1) as usize]
                 .interval
                 .load(Ordering::Relaxed);
-            let tat = (word >> 1).saturating_sub(interval.saturating_mul(n));
+            let owed = ((taken.0 >> 1).saturating_sub(now) / interval).min(n);
+            if owed == 0 {
+                return;
+            }
+            let tat = (word >> 1).saturating_sub(interval.saturating_mul(owed));
             match self.word.compare_exchange_weak(
                 word,
                 (tat << 1) | (word & 1),
@@ -288,27 +313,61 @@ mod tests {
     #[test]
     fn a_batch_leaves_a_quarter_of_the_bucket() {
         let b = AtomicBucket::new(per_sec(10.0), 20.0, 0);
-        let (take, taken) = b.try_take_up_to(0, 8);
+        let (take, taken, _) = b.try_take_up_to(0, 8);
         assert_eq!((taken, take.tokens), (8, 12.0));
         // 12 − 8 = 4 < 20/4: one token only.
-        let (take, taken) = b.try_take_up_to(0, 8);
+        let (take, taken, _) = b.try_take_up_to(0, 8);
         assert_eq!((taken, take.tokens), (1, 11.0));
         let singles = (0..20).filter(|_| b.try_take_up_to(0, 8).1 == 1).count();
         assert_eq!(singles, 11, "near the limit every request is decided alone");
-        let (refused, taken) = b.try_take_up_to(0, 8);
+        let (refused, taken, _) = b.try_take_up_to(0, 8);
         assert!(!refused.allowed && taken == 0);
     }
 
     #[test]
-    fn given_back_tokens_are_there_again_up_to_full() {
+    fn tokens_given_back_at_once_are_there_again() {
         let b = AtomicBucket::new(per_sec(10.0), 20.0, 0);
-        assert_eq!(b.try_take_up_to(0, 8).1, 8);
-        b.give_back(5);
+        let (_, taken, mark) = b.try_take_up_to(0, 8);
+        assert_eq!(taken, 8);
+        b.give_back(5, mark, 0);
         assert!((b.tokens(0) - 17.0).abs() < 1e-9);
-        b.give_back(100);
-        assert!((b.tokens(0) - 20.0).abs() < 1e-9, "never above capacity");
         let admitted = (0..40).filter(|_| b.try_take(0).allowed).count();
+        assert_eq!(admitted, 17);
+    }
+
+    /// Tokens refilled since the take are not owed any more: returning them would add to what
+    /// others took since.
+    #[test]
+    fn only_tokens_still_owed_are_given_back() {
+        let b = AtomicBucket::new(per_sec(10.0), 20.0, 0);
+        let (_, _, mark) = b.try_take_up_to(0, 8);
+        // 1 s later the 8 are refilled (10/s) and someone else takes the whole bucket.
+        let admitted = (0..40).filter(|_| b.try_take(SEC).allowed).count();
         assert_eq!(admitted, 20);
+        b.give_back(8, mark, SEC);
+        assert!(
+            !b.try_take(SEC).allowed,
+            "nothing was owed: nothing comes back"
+        );
+        // Part of a lease refilled: 0.3 s after taking 8 at t = 1 s, 3 of them are refilled
+        // and 5 still owed; meanwhile another caller took 10 of the 15 left.
+        let b = AtomicBucket::new(per_sec(10.0), 20.0, SEC);
+        let (_, _, mark) = b.try_take_up_to(SEC, 8);
+        let now = SEC + 3 * SEC / 10;
+        assert_eq!((0..10).filter(|_| b.try_take(now).allowed).count(), 10);
+        assert!((b.tokens(now) - 5.0).abs() < 1e-9);
+        b.give_back(8, mark, now);
+        assert!((b.tokens(now) - 10.0).abs() < 1e-9, "{}", b.tokens(now));
+    }
+
+    #[test]
+    fn nothing_is_given_back_after_a_reconfiguration() {
+        let b = AtomicBucket::new(per_sec(10.0), 20.0, 0);
+        let (_, _, mark) = b.try_take_up_to(0, 8);
+        b.reconfigure(per_sec(20.0), 40.0, 0);
+        assert!((b.tokens(0) - 12.0).abs() < 1e-9, "tokens are kept");
+        b.give_back(8, mark, 0);
+        assert!((b.tokens(0) - 12.0).abs() < 1e-9, "{}", b.tokens(0));
     }
 
     #[test]

@@ -93,19 +93,23 @@
 //! * **Coarse clock.** Checks read the time a background thread published at most one tick
 //!   (1 ms, plus that thread's wake-up delay) ago, not `clock_gettime` (~40 ns here, half a
 //!   check). A bucket read late refills late by the same amount, never loses tokens: the
-//!   admitted total over any window is unchanged; a refusal's `Retry-After` may be up to a
-//!   tick long.
+//!   admitted total over any window is unchanged. On a saturated machine the thread can wake
+//!   several milliseconds late; time then stands still that long (buckets refill late, leases
+//!   stay valid longer, a refusal's `Retry-After` is that much too long).
 //! * **Leases** (`recent.rs`). A thread's memo entry for a key asks the bucket for twice as
 //!   many tokens as its last lease once that one was used up within one clock tick (up to 8),
 //!   half as many after one that ended unused. The bucket grants them only if a quarter of its
 //!   capacity remains afterwards, else decides the request alone. Tokens are taken before they
-//!   are used, so admissions never exceed the bucket's. A lease ends when the clock moves on or
-//!   the thread checks another key under the policy: its unused tokens go back to the bucket
-//!   and the requests it admitted are counted as demand. Until then, per thread and key, up to
-//!   7 tokens are held back and up to 7 requests are not yet counted (demand and the decision
-//!   metric lag by that much). Held-back tokens can refuse a request only if the bucket drains
-//!   from a quarter full to empty within the lease's tick: a key far enough under its limit
-//!   to be leased is not refused for them.
+//!   are used. A lease ends at the thread's next check under the policy once the clock has
+//!   moved on or the key differs; then its requests are counted as demand and its unused
+//!   tokens go back to the bucket as far as they are still owed: tokens whose refill time
+//!   has passed are not returned (the bucket may have filled up and handed them out since),
+//!   nor any after the bucket was reconfigured. So admissions never exceed the bucket's.
+//!   Until a lease ends, up to 7 tokens per thread and key are held back (a thread that stops
+//!   checking altogether holds them until it checks again; at exit they are dropped) and up to
+//!   7 requests are not yet counted (demand and the decision metric lag by that much; if the
+//!   key is forgotten first, they are not counted). Held-back tokens can refuse a request only
+//!   if the bucket drains from a quarter full to empty meanwhile.
 //!
 //! ## Redis slow or down: fail open
 //!

@@ -260,7 +260,7 @@ impl Limiter {
                 let hash = p.keys.hash(key);
                 let found = p.keys.find(hash, key, |state| {
                     let local = state.check_live(now)?;
-                    recent::remember(p.uid, key, state);
+                    recent::remember(p.uid, key, state, now);
                     Some(local)
                 });
                 match found.flatten() {
@@ -302,7 +302,7 @@ impl Limiter {
         });
         match state {
             Some(state) => {
-                recent::remember(p.uid, key, &state);
+                recent::remember(p.uid, key, &state, now);
                 // Not `check_live`: a state the sync task retires this instant still counts
                 // this one request (as any check racing with a retirement may).
                 state.check(now)

@@ -34,6 +34,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::bucket::Taken;
 use crate::state::{KeyState, Local};
 
 /// Entries per thread; policies share them by `uid % SLOTS`.
@@ -62,6 +63,8 @@ struct Lease {
     /// The clock when it was taken. Its tokens are used only while the clock reads the same
     /// (one tick of the coarse clock), so the decisions made on them are current.
     at: u64,
+    /// Where its tokens sit in the bucket's debt, to give back what is still owed.
+    taken: Taken,
     /// The bucket as the lease left it.
     local: Local,
 }
@@ -72,6 +75,7 @@ impl Lease {
         uncounted: 0,
         size: 1,
         at: u64::MAX,
+        taken: Taken::NOTHING,
         local: Local {
             allowed: false,
             tokens: 0.0,
@@ -92,16 +96,20 @@ impl Lease {
 }
 
 impl Entry {
-    /// Ends the lease: unused tokens back to the bucket, admitted requests counted.
-    fn end_lease(&mut self) {
+    /// Ends the lease: admitted requests counted and, with `now`, what is still owed of the
+    /// unused tokens back to the bucket.
+    fn end_lease(&mut self, now: Option<u64>) {
         let lease = std::mem::replace(&mut self.lease, Lease::NONE);
-        self.state.end_lease(lease.left, lease.uncounted);
+        self.state
+            .end_lease(lease.left, lease.taken, lease.uncounted, now);
     }
 }
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        self.end_lease();
+        // The thread is exiting: the time is unknown, so unused tokens stay taken (at most
+        // `MAX_LEASE − 1`, under-admitting once).
+        self.end_lease(None);
     }
 }
 
@@ -127,16 +135,18 @@ pub(crate) fn next_uid() -> u64 {
 
 /// Checks `key` on its memoised state, if this thread's last check under `policy` was `key`
 /// and the state is still tracked: on the lease if it has a token for now, else on the bucket,
-/// taking a new lease.
+/// taking a new lease. A check of another key (`None`: the caller goes to the table) ends the
+/// lease of the memoised one, so a thread holds tokens of a key only until its next check
+/// under the policy.
 #[inline]
 pub(crate) fn check(policy: u64, key: &[u8], now: u64) -> Option<Local> {
     RECENT.with(|recent| {
         let mut recent = recent.try_borrow_mut().ok()?;
-        let e = recent[slot(policy)]
-            .entry
-            .as_mut()
-            .filter(|e| e.policy == policy && e.key == key)?;
-        if e.state.is_retired() {
+        let e = recent[slot(policy)].entry.as_mut()?;
+        if e.policy != policy || e.key != key || e.state.is_retired() {
+            if e.lease.left > 0 || e.lease.uncounted > 0 {
+                e.end_lease(Some(now));
+            }
             return None;
         }
         let lease = &mut e.lease;
@@ -153,15 +163,16 @@ pub(crate) fn check(policy: u64, key: &[u8], now: u64) -> Option<Local> {
             lease.size
         };
         if lease.left > 0 {
-            e.state.end_lease(lease.left, 0);
+            e.state.end_lease(lease.left, lease.taken, 0, Some(now));
         }
-        let (local, taken) = e.state.lease(now, size, lease.uncounted);
+        let (local, taken, mark) = e.state.lease(now, size, lease.uncounted);
         e.lease = Lease {
             left: taken.saturating_sub(1),
             uncounted: 0,
             // Refused or cut to one token near the limit: start small again.
             size: if taken < size { 1 } else { size },
             at: now,
+            taken: mark,
             local,
         };
         Some(e.lease.decision())
@@ -171,7 +182,7 @@ pub(crate) fn check(policy: u64, key: &[u8], now: u64) -> Option<Local> {
 /// Notes that the table returned `state` for `key` under `policy`; memoises it if it did so
 /// for the previous lookup too. Reuses the entry's key buffer: no allocation once it has grown
 /// to the keys' length.
-pub(crate) fn remember(policy: u64, key: &[u8], state: &Arc<KeyState>) {
+pub(crate) fn remember(policy: u64, key: &[u8], state: &Arc<KeyState>, now: u64) {
     if key.len() > MAX_KEY_LEN {
         return;
     }
@@ -186,7 +197,7 @@ pub(crate) fn remember(policy: u64, key: &[u8], state: &Arc<KeyState>) {
         }
         match &mut slot.entry {
             Some(e) => {
-                e.end_lease();
+                e.end_lease(Some(now));
                 e.policy = policy;
                 e.key.clear();
                 e.key.extend_from_slice(key);
@@ -228,8 +239,8 @@ mod tests {
 
     /// Memoises `state` for `key` on this thread (the table returned it twice in a row).
     fn memoise(policy: u64, key: &[u8], state: &Arc<KeyState>) {
-        remember(policy, key, state);
-        remember(policy, key, state);
+        remember(policy, key, state, 0);
+        remember(policy, key, state, 0);
     }
 
     #[test]
@@ -274,6 +285,40 @@ mod tests {
             11,
             "the new lease counts its request and the last one's"
         );
+    }
+
+    /// A lease left alone while the bucket refills and others drain it: the tokens it still
+    /// holds were refilled long ago, so they are not owed and do not come back.
+    #[test]
+    fn a_stale_lease_gives_back_nothing() {
+        let policy = next_uid();
+        let k = state(b"k");
+        memoise(policy, b"k", &k);
+        for _ in 0..10 {
+            assert!(check(policy, b"k", 0).is_some_and(|l| l.allowed));
+        }
+        // 20 s later (full again), another thread takes the whole bucket.
+        let later = 20_000_000_000;
+        let others = (0..200).filter(|_| k.check(later).allowed).count();
+        assert_eq!(others, 100);
+        // This thread's lease (5 tokens left) ends: nothing is owed, nothing comes back.
+        assert!(check(policy, b"k", later).is_some_and(|l| !l.allowed));
+        assert!(tokens(&k, later) < 1.0, "{}", tokens(&k, later));
+    }
+
+    #[test]
+    fn checking_another_key_ends_the_lease() {
+        let policy = next_uid();
+        let k = state(b"k");
+        memoise(policy, b"k", &k);
+        for _ in 0..10 {
+            assert!(check(policy, b"k", 0).is_some());
+        }
+        assert!((tokens(&k, 0) - 85.0).abs() < 1e-9, "15 taken, 10 used");
+        // A check of another key (not memoised: the table will answer it) ends the lease.
+        assert!(check(policy, b"x", 0).is_none());
+        assert!((tokens(&k, 0) - 90.0).abs() < 1e-9, "{}", tokens(&k, 0));
+        assert_eq!(k.drain().seen, 10);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::bucket::AtomicBucket;
+use crate::bucket::{AtomicBucket, Taken};
 use crate::key::KeyBytes;
 use crate::share::{self, GlobalView};
 
@@ -224,16 +224,17 @@ impl KeyState {
     /// [`check`](Self::check), taking up to `want` tokens for this request and the next ones
     /// of the calling thread (see [`crate::recent`]): `want` if a quarter of the bucket is left
     /// afterwards, else one, or none (refused). Also counts `uncounted` requests the caller
-    /// admitted on tokens of its previous lease. Returns the tokens taken.
+    /// admitted on tokens of its previous lease. Returns the tokens taken and their mark for
+    /// [`end_lease`](Self::end_lease).
     #[inline(always)]
-    pub(crate) fn lease(&self, now: u64, want: u64, uncounted: u64) -> (Local, u64) {
+    pub(crate) fn lease(&self, now: u64, want: u64, uncounted: u64) -> (Local, u64, Taken) {
         let hot = &self.hot;
         // First, before any plain load of the bucket line: a read-modify-write takes the line
         // exclusively in one step, so the bucket's load and compare-and-swap below hit it. A
         // load first would fetch the line shared and the CAS would need a second transfer
         // (and fail if another core wrote in between).
         hot.seen.fetch_add(1 + uncounted, Ordering::Relaxed);
-        let (take, taken) = hot.bucket.try_take_up_to(now, want);
+        let (take, taken, mark) = hot.bucket.try_take_up_to(now, want);
         if !take.allowed {
             hot.denied.fetch_add(1, Ordering::Relaxed);
         }
@@ -251,17 +252,18 @@ impl KeyState {
             until_full: take.until_full,
             wait: take.wait,
         };
-        (local, taken)
+        (local, taken, mark)
     }
 
-    /// Returns `unused` leased tokens to the bucket and counts `uncounted` requests admitted
-    /// on the lease (see [`lease`](Self::lease)).
-    pub(crate) fn end_lease(&self, unused: u64, uncounted: u64) {
+    /// Ends a lease: counts the `uncounted` requests admitted on it and, if `now` is known,
+    /// returns what is still owed of its `unused` tokens (see
+    /// [`AtomicBucket::give_back`](crate::bucket::AtomicBucket::give_back)).
+    pub(crate) fn end_lease(&self, unused: u64, taken: Taken, uncounted: u64, now: Option<u64>) {
         if uncounted > 0 {
             self.hot.seen.fetch_add(uncounted, Ordering::Relaxed);
         }
-        if unused > 0 {
-            self.hot.bucket.give_back(unused);
+        if let (true, Some(now)) = (unused > 0, now) {
+            self.hot.bucket.give_back(unused, taken, now);
         }
     }
 

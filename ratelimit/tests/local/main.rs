@@ -60,6 +60,24 @@ fn threads_on_leases_admit_exactly_the_burst() {
     assert_eq!(l.inspect("per-user", b"hot").unwrap().tokens, 0.0);
 }
 
+/// A thread that stopped in the middle of a lease and comes back after the bucket refilled and
+/// another thread emptied it: its unused tokens were refilled long ago and are not handed out
+/// again. At one instant, never more than the burst.
+#[test]
+fn a_lease_left_behind_admits_nothing_extra() {
+    let (l, clock) = limiter(10, 100, 100);
+    // This thread: 10 requests at one instant, on leases of 1, 2, 4 and 8 (5 tokens left).
+    assert_eq!((0..10).filter(|_| l.check(0, b"hot").allowed).count(), 10);
+    clock.advance(Duration::from_secs(20));
+    let others = std::thread::scope(|s| {
+        s.spawn(|| (0..1000).filter(|_| l.check(0, b"hot").allowed).count())
+            .join()
+            .unwrap()
+    });
+    let mine = (0..1000).filter(|_| l.check(0, b"hot").allowed).count();
+    assert_eq!((others, mine), (100, 0));
+}
+
 #[test]
 fn new_keys_get_an_equal_split_of_the_live_gateways() {
     let (l, _clock) = limiter(300, 300, 100);
