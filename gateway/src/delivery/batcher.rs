@@ -1,13 +1,16 @@
 //! Group commit for enqueues: the enqueues of one partition that arrive while earlier ones are
-//! being written go to Redis together, in one script call (`lua/enqueue.lua`) and one
-//! `WAIT`, instead of one round trip each.
+//! being written go to Redis together, in one script call (`lua/enqueue.lua`) and one `WAIT`,
+//! instead of one round trip each.
 //!
-//! An enqueue is sent at once when fewer than [`IN_FLIGHT`] calls of its partition are under
-//! way, so a lightly loaded gateway writes each request on its own, as before, with no added
-//! wait. Under load the calls in flight are what paces the batches: requests queue for the next
-//! free call and it takes all of them (at most [`MAX_BATCH`]). Redis then does one script
-//! invocation, one reply and one `WAIT` per batch rather than per request. Each entry of a
-//! batch is judged on its own, as one enqueue would be (idempotency, `max_pending`).
+//! Up to [`IN_FLIGHT`] calls of a partition are under way at once. An enqueue that finds one
+//! free writes itself, from its own task: a lightly loaded gateway writes each request alone,
+//! as before, with no added hop or wait. When all are busy it queues, and the partition's
+//! batching task takes the next free call for every enqueue queued by then (at most
+//! [`MAX_BATCH`]): under load the calls in flight pace the batches, and Redis does one script
+//! invocation, one reply and one `WAIT` per batch rather than per request. A queued enqueue
+//! has priority over a newcomer for the next free call (the semaphore is fair), so none
+//! starves. Each entry of a batch is judged on its own, as one enqueue would be (idempotency,
+//! `max_pending`).
 //!
 //! Bounded: at most [`QUEUED`] enqueues wait per partition; beyond, an enqueue fails at once
 //! as unavailable (503), like a Redis that does not answer in time. A caller stops waiting at
@@ -43,14 +46,32 @@ struct Job {
 #[derive(Debug)]
 pub(crate) struct Batcher {
     jobs: mpsc::Sender<Job>,
+    /// Script calls under way (a permit each).
+    calls: Arc<Semaphore>,
+    store: QueueStore,
+    partition: Partition,
+    max_pending: u64,
 }
 
 impl Batcher {
     /// Starts the partition's batching task. Must be called inside a Tokio runtime.
     pub(crate) fn spawn(store: QueueStore, partition: Partition, max_pending: u64) -> Batcher {
         let (jobs, rx) = mpsc::channel(QUEUED);
-        tokio::spawn(run(store, partition, max_pending, rx));
-        Batcher { jobs }
+        let calls = Arc::new(Semaphore::new(IN_FLIGHT));
+        tokio::spawn(run(
+            store.clone(),
+            partition.clone(),
+            max_pending,
+            Arc::clone(&calls),
+            rx,
+        ));
+        Batcher {
+            jobs,
+            calls,
+            store,
+            partition,
+            max_pending,
+        }
     }
 
     /// Stores `request` as delivery `id` (see [`QueueStore::enqueue`]), waiting at most
@@ -67,6 +88,21 @@ impl Batcher {
         request: StoredRequest,
         budget: Duration,
     ) -> Result<Enqueued, QueueError> {
+        if let Ok(_call) = self.calls.try_acquire() {
+            // A free call: write at once, from this task. Bounded by the store's timeout.
+            let job = EnqueueJob {
+                id: &id,
+                now_ms,
+                idempotency: idempotency.as_ref().map(|(k, ttl)| (k.as_str(), *ttl)),
+                request: &request,
+            };
+            return self
+                .store
+                .enqueue_batch(&self.partition, self.max_pending, &[job])
+                .await?
+                .pop()
+                .ok_or_else(|| QueueError::Corrupt("enqueue: no answer".into()));
+        }
         let (reply, answer) = oneshot::channel();
         let job = Job {
             id,
@@ -99,15 +135,13 @@ async fn run(
     store: QueueStore,
     partition: Partition,
     max_pending: u64,
+    calls: Arc<Semaphore>,
     mut rx: mpsc::Receiver<Job>,
 ) {
-    let calls = Arc::new(Semaphore::new(IN_FLIGHT));
-    loop {
-        // A free call first: while all are busy, enqueues gather in the channel.
+    // The first queued enqueue, then a free call (queued work waits ahead of newcomers), then
+    // everything queued meanwhile.
+    while let Some(first) = rx.recv().await {
         let Ok(permit) = Arc::clone(&calls).acquire_owned().await else {
-            return;
-        };
-        let Some(first) = rx.recv().await else {
             return;
         };
         let mut batch = vec![first];
