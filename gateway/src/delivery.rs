@@ -10,10 +10,7 @@
 //!   change a batch of one partition's entries per script call.
 //! - [`worker`]: blocking reads per partition, claims of abandoned work, due retries.
 //! - `recorder`: attempt outcomes recorded in batches, one script call per partition.
-//! - `batcher`: enqueues that arrive together written together, one script call per
-//!   partition.
 
-mod batcher;
 pub mod keys;
 pub mod metrics;
 pub mod record;
@@ -21,14 +18,13 @@ mod recorder;
 pub mod store;
 pub mod worker;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cell_router::Placement;
 
 use crate::config::DeliveryConfig;
 use crate::control::now_ms;
-use batcher::Batcher;
 use keys::Partition;
 use metrics::{DeliveryMetrics, EnqueueOutcome};
 use record::{Record, StoredRequest};
@@ -67,9 +63,6 @@ struct Inner {
     placement: Placement,
     /// One per configured cell, in cell-index order.
     partitions: Vec<Partition>,
-    /// The enqueue batcher of each partition, same order; started by the first enqueue (in
-    /// the runtime).
-    batchers: Vec<OnceLock<Batcher>>,
     metrics: DeliveryMetrics,
     consumer: String,
 }
@@ -85,15 +78,12 @@ impl DeliveryQueue {
         consumer: String,
         metrics: DeliveryMetrics,
     ) -> DeliveryQueue {
-        let partitions: Vec<Partition> =
-            cell_names.into_iter().map(|n| Partition::new(&n)).collect();
         DeliveryQueue {
             inner: Arc::new(Inner {
                 store,
                 config,
                 placement,
-                batchers: partitions.iter().map(|_| OnceLock::new()).collect(),
-                partitions,
+                partitions: cell_names.into_iter().map(|n| Partition::new(&n)).collect(),
                 metrics,
                 consumer,
             }),
@@ -130,12 +120,8 @@ impl DeliveryQueue {
     /// Deliberately not the directory's current route: a drain must not move where an
     /// idempotency key is remembered. Workers route by the directory at delivery time.
     pub fn partition_for(&self, target: &[u8]) -> &Partition {
-        &self.inner.partitions[self.home_index(target)]
-    }
-
-    fn home_index(&self, target: &[u8]) -> usize {
         let home = self.inner.placement.home(target).get();
-        home.min(self.inner.partitions.len() - 1)
+        &self.inner.partitions[home.min(self.inner.partitions.len() - 1)]
     }
 
     /// The partition of a delivery id, if the id is well formed and names a known cell.
@@ -162,25 +148,22 @@ impl DeliveryQueue {
         mut request: StoredRequest,
     ) -> Result<Accepted, EnqueueError> {
         let started = Instant::now();
-        let index = self.home_index(&request.target);
-        let p = &self.inner.partitions[index];
+        let p = self.partition_for(&request.target);
         let id = keys::new_id(p.cell());
         let idem_key = client_key.map(|k| p.idempotency(sender, k.as_bytes()));
         request.idempotency_key = client_key.map_or_else(|| id.clone(), str::to_owned);
-        let batcher = self.inner.batchers[index].get_or_init(|| {
-            Batcher::spawn(
-                self.inner.store.clone(),
-                p.clone(),
-                self.inner.config.max_pending,
-            )
-        });
-        let result = batcher
+        let result = self
+            .inner
+            .store
             .enqueue(
-                id.clone(),
+                p,
+                &id,
                 now_ms(),
-                idem_key.map(|k| (k, self.inner.config.retention)),
-                request,
-                self.inner.store.enqueue_timeout(),
+                self.inner.config.max_pending,
+                idem_key
+                    .as_deref()
+                    .map(|k| (k, self.inner.config.retention)),
+                &request,
             )
             .await;
         let m = &self.inner.metrics;

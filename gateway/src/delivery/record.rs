@@ -28,9 +28,6 @@ pub struct StoredRequest {
 }
 
 impl StoredRequest {
-    /// Words [`write_fields`](Self::write_fields) writes: 7 names, 7 values.
-    pub(crate) const FIELD_WORDS: usize = 14;
-
     /// Appends the record fields (name, value pairs) to a script invocation.
     pub(crate) fn write_fields(&self, inv: &mut ScriptInvocation<'_>) {
         inv.arg("method")

@@ -37,31 +37,6 @@ pub enum QueueError {
     Config(String),
 }
 
-impl QueueError {
-    /// The same error again, for each caller of a batch that failed as a whole.
-    pub fn duplicate(&self) -> QueueError {
-        match self {
-            QueueError::Unavailable(m) => QueueError::Unavailable(m.clone()),
-            QueueError::Corrupt(m) => QueueError::Corrupt(m.clone()),
-            QueueError::Config(m) => QueueError::Config(m.clone()),
-        }
-    }
-}
-
-/// One enqueue of a batch ([`QueueStore::enqueue_batch`]): the arguments of
-/// [`QueueStore::enqueue`].
-#[derive(Debug, Clone, Copy)]
-pub struct EnqueueJob<'a> {
-    /// The delivery id.
-    pub id: &'a str,
-    /// Acceptance time, ms since the epoch.
-    pub now_ms: u64,
-    /// Idempotency index key and retention.
-    pub idempotency: Option<(&'a str, Duration)>,
-    /// What to deliver.
-    pub request: &'a StoredRequest,
-}
-
 /// What became of an enqueue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enqueued {
@@ -199,75 +174,30 @@ impl QueueStore {
         idempotency: Option<(&str, Duration)>,
         request: &StoredRequest,
     ) -> Result<Enqueued, QueueError> {
-        let job = EnqueueJob {
-            id,
-            now_ms,
-            idempotency,
-            request,
-        };
-        self.enqueue_batch(p, max_pending, &[job])
-            .await?
-            .pop()
-            .ok_or_else(|| QueueError::Corrupt("enqueue: no answer".into()))
-    }
-
-    /// [`enqueue`](Self::enqueue) for several entries of `p` in one script call and one wait
-    /// for the replicas; each entry is judged on its own, in order. Answers in `jobs`' order.
-    ///
-    /// # Errors
-    /// As [`enqueue`](Self::enqueue), for the whole batch.
-    pub async fn enqueue_batch(
-        &self,
-        p: &Partition,
-        max_pending: u64,
-        jobs: &[EnqueueJob<'_>],
-    ) -> Result<Vec<Enqueued>, QueueError> {
         let started = std::time::Instant::now();
-        let records: Vec<String> = jobs.iter().map(|j| p.record(j.id)).collect();
+        let record = p.record(id);
         let mut inv = self.inner.enqueue.prepare_invoke();
-        partition_keys(&mut inv, p);
-        inv.arg(max_pending);
-        for (job, record) in jobs.iter().zip(&records) {
-            inv.key(record.as_str());
-            inv.key(job.idempotency.map_or(record.as_str(), |(key, _)| key));
-            inv.arg(job.id).arg(job.now_ms);
-            match job.idempotency {
-                Some((_, ttl)) => inv.arg(millis(ttl)),
-                None => inv.arg(""),
-            };
-            inv.arg(StoredRequest::FIELD_WORDS);
-            job.request.write_fields(&mut inv);
-        }
-        let replies: Vec<Vec<String>> = self.inner.front.invoke("enqueue", &inv).await?;
-        if replies.len() != jobs.len() {
-            return Err(QueueError::Corrupt(format!(
-                "enqueue: {} answers for {} entries",
-                replies.len(),
-                jobs.len()
-            )));
-        }
-        let answers = replies
-            .into_iter()
-            .map(|reply| {
-                let mut words = reply.into_iter();
-                match (words.next().as_deref(), words.next()) {
-                    (Some("ok"), None) => Ok(Enqueued::Accepted),
-                    (Some("full"), None) => Ok(Enqueued::Full),
-                    (Some("dup"), Some(id)) => Ok(Enqueued::Duplicate(id)),
-                    (first, _) => Err(QueueError::Corrupt(format!("enqueue: {first:?}"))),
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // Duplicates wait too (see `enqueue`); a batch refused whole does not.
-        if answers.iter().any(|a| *a != Enqueued::Full) {
-            self.replicated(p, started).await?;
-        }
-        Ok(answers)
-    }
-
-    /// How long an enqueue may take: `[redis].timeout`.
-    pub fn enqueue_timeout(&self) -> Duration {
-        self.inner.front.timeout
+        keys(&mut inv, p, &record);
+        inv.key(idempotency.map_or(record.as_str(), |(key, _)| key));
+        inv.arg(id).arg(now_ms).arg(max_pending);
+        match idempotency {
+            Some((_, ttl)) => inv.arg(millis(ttl)),
+            None => inv.arg(""),
+        };
+        request.write_fields(&mut inv);
+        let reply: Vec<String> = self.inner.front.invoke("enqueue", &inv).await?;
+        let answer = match reply.first().map(String::as_str) {
+            Some("ok") => Enqueued::Accepted,
+            Some("full") => return Ok(Enqueued::Full),
+            Some("dup") => reply
+                .get(1)
+                .map(|id| Enqueued::Duplicate(id.clone()))
+                .ok_or_else(|| QueueError::Corrupt("enqueue: dup without id".into()))?,
+            _ => return Err(QueueError::Corrupt(format!("enqueue: {reply:?}"))),
+        };
+        // A duplicate waits too: the first write's replication may still be under way.
+        self.replicated(p, started).await?;
+        Ok(answer)
     }
 
     /// Waits, within what is left of the enqueue budget, until `wait_replicas` replicas

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use gateway::delivery::keys::{Partition, new_id};
 use gateway::delivery::record::StoredRequest;
 use gateway::delivery::store::{
-    EnqueueJob, Enqueued, Outcome, OutcomeKind, QueueStore, Reader, Settled, TAKE_REPLY_BYTES,
-    Take, TakeRequest, Token,
+    Enqueued, Outcome, OutcomeKind, QueueStore, Reader, Settled, TAKE_REPLY_BYTES, Take,
+    TakeRequest, Token,
 };
 use test_support::{RedisServer, Resp};
 
@@ -393,77 +393,4 @@ fn large_stored_requests_are_taken_over_several_calls() {
         assert_eq!(request.body, body);
     }
     assert_eq!(calls, 2, "two calls for three large requests");
-}
-
-/// Enqueues written together (the gateway's group commit): each entry judged alone, in order,
-/// as one enqueue would be: a repeated idempotency key within the batch is a duplicate of the
-/// first, and `max_pending` cuts off mid-batch.
-#[test]
-fn one_enqueue_call_judges_each_entry_alone() {
-    let _serial = serial();
-    let mut f = Fixture::new();
-    let request = |target: &str| StoredRequest {
-        method: "POST".into(),
-        uri: "/orders".into(),
-        headers: b"content-type: text/plain\r\n".to_vec(),
-        body: Bytes::from_static(b"hello"),
-        target: target.as_bytes().to_vec(),
-        idempotency_key: format!("key-{target}"),
-        traceparent: String::new(),
-    };
-    let requests: Vec<StoredRequest> = ["a", "b", "c", "d", "e"].map(request).to_vec();
-    let ids: Vec<String> = (0..5).map(|_| new_id(f.p.cell())).collect();
-    let idem = f.p.idempotency(b"sender", b"same-key");
-    let jobs: Vec<EnqueueJob<'_>> = ids
-        .iter()
-        .zip(&requests)
-        .enumerate()
-        .map(|(i, (id, request))| EnqueueJob {
-            id,
-            now_ms: NOW + i as u64,
-            // The first two share one idempotency key.
-            idempotency: (i < 2).then_some((idem.as_str(), RETENTION)),
-            request,
-        })
-        .collect();
-    let answers =
-        f.rt.block_on(f.store.enqueue_batch(&f.p, 3, &jobs))
-            .unwrap();
-    assert_eq!(
-        answers,
-        vec![
-            Enqueued::Accepted,
-            Enqueued::Duplicate(ids[0].clone()),
-            Enqueued::Accepted,
-            Enqueued::Accepted,
-            Enqueued::Full,
-        ]
-    );
-    // The accepted ones are stored whole and readable by workers, in order.
-    let record =
-        f.rt.block_on(f.store.record(&f.p, &ids[2]))
-            .unwrap()
-            .unwrap();
-    assert_eq!(
-        (record.state.as_str(), record.created_ms),
-        ("pending", NOW + 2)
-    );
-    let stored = record.request.expect("the stored request");
-    assert_eq!((stored.target.as_str(), stored.body_bytes), ("c", 5));
-    assert!(
-        f.rt.block_on(f.store.record(&f.p, &ids[1]))
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        f.rt.block_on(f.store.record(&f.p, &ids[4]))
-            .unwrap()
-            .is_none()
-    );
-    let tokens = f.rt.block_on(f.reader.read(&f.p, 10, None)).unwrap();
-    let read: Vec<&str> = tokens.iter().map(|t| t.id.as_str()).collect();
-    assert_eq!(
-        read,
-        vec![ids[0].as_str(), ids[2].as_str(), ids[3].as_str()]
-    );
 }
