@@ -1,7 +1,7 @@
 //! Paths of the workspace's binaries, for tests of one package that need another's binary.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::Mutex;
 
 static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -35,4 +35,23 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         built.push(name.to_owned());
     }
     bin
+}
+
+/// Runs the real `cellctl` binary against the admin API at `admin` (`http://host:port`), with
+/// `token` if given and the environment cleared of its flags (`CELLCTL_TOKEN`,
+/// `CELLCTL_ADMIN`), so only `args` decide what it does.
+///
+/// # Panics
+///
+/// When the binary cannot be built or run.
+pub fn cellctl(admin: &str, token: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(workspace_bin("cellctl"));
+    cmd.arg("--admin")
+        .arg(admin)
+        .env_remove("CELLCTL_TOKEN")
+        .env_remove("CELLCTL_ADMIN");
+    if let Some(token) = token {
+        cmd.arg("--token").arg(token);
+    }
+    cmd.args(args).output().expect("run cellctl")
 }

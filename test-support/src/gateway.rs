@@ -114,6 +114,12 @@ impl Gateway {
         format!("http://{}{path}", self.admin_addr)
     }
 
+    /// Runs `cellctl` against this gateway's admin API, without a token (see
+    /// [`crate::cellctl`]).
+    pub fn cellctl(&self, args: &[&str]) -> std::process::Output {
+        crate::cellctl(&self.admin_url(""), None, args)
+    }
+
     /// The rendered config file.
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("cellgate.toml")

@@ -41,7 +41,7 @@ mod redis;
 mod tempdir;
 mod wait;
 
-pub use bins::workspace_bin;
+pub use bins::{cellctl, workspace_bin};
 pub use child::ChildGuard;
 pub use echo_cell::{EchoCell, Recorded};
 pub use gateway::{ADMIN_LISTEN_PLACEHOLDER, Gateway, LISTEN_PLACEHOLDER, render_config};

@@ -9,14 +9,13 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use test_support::{EchoCell, Gateway, RedisCluster, wait_until, workspace_bin};
+use test_support::{EchoCell, Gateway, RedisCluster, wait_until};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_cellgate"))
@@ -142,17 +141,6 @@ fn mode(gateway: &Gateway) -> String {
         .unwrap_or_default()
 }
 
-fn cellctl(gateway: &Gateway, args: &[&str]) -> Output {
-    Command::new(workspace_bin("cellctl"))
-        .arg("--admin")
-        .arg(gateway.admin_url(""))
-        .args(args)
-        .env_remove("CELLCTL_TOKEN")
-        .env_remove("CELLCTL_ADMIN")
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn a_master_killed_under_mixed_load() {
     let mut cluster = RedisCluster::start();
@@ -216,7 +204,7 @@ fn a_master_killed_under_mixed_load() {
     // Directory writes work again.
     let mut drained = None;
     wait_until(Duration::from_secs(20), "a drain accepted", || {
-        let out = cellctl(&gateways[0], &["drain", "cell-3", "--over", "1s"]);
+        let out = gateways[0].cellctl(&["drain", "cell-3", "--over", "1s"]);
         if out.status.success() {
             drained = Some(killed.elapsed());
         }
@@ -237,7 +225,7 @@ fn a_master_killed_under_mixed_load() {
                 .any(|c| c["name"] == "cell-3" && c["state"] != "active")
         },
     );
-    let out = cellctl(&gateways[1], &["undrain", "cell-3", "--over", "1s"]);
+    let out = gateways[1].cellctl(&["undrain", "cell-3", "--over", "1s"]);
     assert!(out.status.success(), "{out:?}");
 
     thread::sleep(Duration::from_secs(2));

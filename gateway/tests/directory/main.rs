@@ -3,13 +3,13 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use test_support::{EchoCell, Gateway, RedisCluster, RedisServer, wait_until, workspace_bin};
+use test_support::{EchoCell, Gateway, RedisCluster, RedisServer, wait_until};
 
 /// The tests of this file each run Redis, three cells and up to two gateways, and some
 /// measure latency: running them one at a time keeps a 2-core machine from being the noise.
@@ -59,14 +59,7 @@ fn stack(redis: Option<&str>, gateways: usize) -> Stack {
 }
 
 fn cellctl(gateway: &Gateway, args: &[&str]) -> Output {
-    Command::new(workspace_bin("cellctl"))
-        .arg("--admin")
-        .arg(gateway.admin_url(""))
-        .args(args)
-        .env_remove("CELLCTL_TOKEN")
-        .env_remove("CELLCTL_ADMIN")
-        .output()
-        .unwrap()
+    gateway.cellctl(args)
 }
 
 fn ok(out: &Output) -> &Output {
@@ -561,9 +554,6 @@ fn cellctl_commands_and_exit_codes() {
         "a refused change bumped the version"
     );
     // Unreachable: 3.
-    let out = Command::new(workspace_bin("cellctl"))
-        .args(["--admin", "http://127.0.0.1:1", "drain", "cell-2"])
-        .output()
-        .unwrap();
+    let out = test_support::cellctl("http://127.0.0.1:1", None, &["drain", "cell-2"]);
     assert_eq!(out.status.code(), Some(3));
 }

@@ -2,11 +2,11 @@
 //! and `cellctl` pointed at its admin API.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use test_support::{EchoCell, Gateway, RedisServer, http, wait_until, workspace_bin};
+use test_support::{EchoCell, Gateway, RedisServer, http, wait_until};
 
 /// Generous on purpose: a loaded 2-core machine runs these tests in parallel.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -159,19 +159,14 @@ impl Stack {
     }
 }
 
-/// Runs the real `cellctl` binary against `admin`, with a clean environment for its flags.
+/// Runs the real `cellctl` binary against `admin` (see [`test_support::cellctl`]), with a
+/// 20 s timeout: DLQ operations on a loaded machine can take a while.
 pub fn cellctl(admin: &str, token: Option<&str>, args: &[&str]) -> Output {
-    let mut cmd = Command::new(workspace_bin("cellctl"));
-    cmd.arg("--admin")
-        .arg(admin)
-        .arg("--timeout")
-        .arg("20")
-        .env_remove("CELLCTL_TOKEN")
-        .env_remove("CELLCTL_ADMIN");
-    if let Some(token) = token {
-        cmd.arg("--token").arg(token);
-    }
-    cmd.args(args).output().unwrap()
+    let args: Vec<&str> = ["--timeout", "20"]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    test_support::cellctl(admin, token, &args)
 }
 
 /// Asserts that `out` exited with `code`; returns its stdout.
