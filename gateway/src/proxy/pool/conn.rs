@@ -1,0 +1,451 @@
+//! One keep-alive HTTP/1.1 connection to an upstream and the exchanges on it.
+//!
+//! The request's own task writes the request and reads the response: no connection task, no
+//! channel between them (hyper's client has both, and every request then crosses tasks twice
+//! and wakes both). A request body that is not already at hand is the exception: it is
+//! uploaded by a task of its own, so that an upstream that answers while it still reads (an
+//! echo, an early error) is never stuck behind an upload nobody drives.
+
+use std::future::{Future, poll_fn};
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::BytesMut;
+use futures_util::FutureExt as _;
+use http::{Method, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt as _;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+use super::h1::{self, BodyKind, ChunkedDecoder, Decoded, RequestFraming};
+use super::{Error, Shared};
+use crate::proxy::body::LimitedBody;
+
+/// Room kept free for one read: a small response arrives whole.
+const READ_SIZE: usize = 16 * 1024;
+/// Request body bytes gathered into the head's write when the body is already at hand.
+const INLINE_BODY: usize = 64 * 1024;
+
+/// An open connection, idle in the pool or carrying one exchange.
+pub(super) struct Conn {
+    /// Shared with an upload task while one runs.
+    io: Arc<TcpStream>,
+    /// Bytes read from the upstream and not yet consumed.
+    read: BytesMut,
+    /// The request head (and a body at hand) being written; kept for its allocation.
+    write: Vec<u8>,
+    pool: Arc<Shared>,
+    /// Whether it carried an exchange before: only then can it be stale.
+    reused: bool,
+}
+
+/// An exchange that failed; `retry` gives the request back when none of it can have reached
+/// the upstream.
+pub(super) struct Failed {
+    pub(super) error: Error,
+    pub(super) retry: Option<Request<LimitedBody>>,
+}
+
+impl From<Error> for Failed {
+    fn from(error: Error) -> Failed {
+        Failed { error, retry: None }
+    }
+}
+
+impl Conn {
+    pub(super) fn new(io: TcpStream, pool: Arc<Shared>) -> Box<Conn> {
+        Box::new(Conn {
+            io: Arc::new(io),
+            read: BytesMut::new(),
+            write: Vec::new(),
+            pool,
+            reused: false,
+        })
+    }
+
+    /// Whether a connection that sat idle can carry a request: the upstream neither closed it
+    /// nor sent anything meanwhile. Costs no syscall unless the socket became readable.
+    pub(super) fn survived_idle(&mut self) -> bool {
+        if !self.read.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Writes `req` and reads the response head. The connection travels on in the body and
+    /// returns to the pool when the body has been read.
+    pub(super) async fn send(
+        mut self: Box<Self>,
+        req: Request<LimitedBody>,
+    ) -> Result<Response<ResponseBody>, Failed> {
+        let (mut parts, mut body) = req.into_parts();
+        let framing = h1::request_framing(
+            &parts.method,
+            &mut parts.headers,
+            body.is_end_stream(),
+            body.size_hint().exact(),
+        )
+        .map_err(Error::Protocol)?;
+        self.write.clear();
+        h1::encode_head(
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+            &self.pool.host,
+            &mut self.write,
+        );
+        let mut upload = Upload::None;
+        if framing == RequestFraming::Empty {
+            if let Err(e) = write_all(&self.io, &self.write).await {
+                // A write that fails at once on a pooled connection means the upstream had
+                // closed it: nothing of this request reached it.
+                return Err(Failed {
+                    error: Error::Write(e),
+                    retry: self.reused.then(|| Request::from_parts(parts, body)),
+                });
+            }
+        } else {
+            let mut framer = Framer::new(framing);
+            let ended =
+                poll_fn(|cx| Poll::Ready(framer.gather(cx, &mut body, &mut self.write))).await?;
+            // A body larger than that is uploaded alongside: an upstream that answers
+            // without reading all of it must not leave the write blocked forever.
+            if ended && self.write.len() <= INLINE_BODY {
+                write_all(&self.io, &self.write)
+                    .await
+                    .map_err(Error::Write)?;
+            } else {
+                let pending = std::mem::take(&mut self.write);
+                let io = Arc::clone(&self.io);
+                upload =
+                    Upload::Running(UploadTask(tokio::spawn(framer.upload(io, body, pending))));
+            }
+        }
+        let head = poll_fn(|cx| self.poll_head(cx, &parts.method, &mut upload)).await?;
+        let (head, kind, keep_alive) = (head.response, head.body, head.keep_alive);
+        let mut body = ResponseBody {
+            conn: Some(self),
+            state: match kind {
+                BodyKind::Empty => State::Done,
+                BodyKind::Length(n) => State::Length(n),
+                BodyKind::Chunked => State::Chunked(ChunkedDecoder::default()),
+                BodyKind::Eof => State::Eof,
+            },
+            upload,
+            keep_alive,
+        };
+        if kind == BodyKind::Empty {
+            body.finish();
+        }
+        Ok(head.map(|()| body))
+    }
+
+    /// Reads until a response head has arrived, watching the upload meanwhile.
+    fn poll_head(
+        &mut self,
+        cx: &mut Context<'_>,
+        method: &Method,
+        upload: &mut Upload,
+    ) -> Poll<Result<h1::ResponseHead, Error>> {
+        loop {
+            if let Some(head) =
+                h1::parse_response(&mut self.read, method).map_err(Error::Protocol)?
+            {
+                return Poll::Ready(Ok(head));
+            }
+            if let Upload::Running(task) = upload {
+                if let Poll::Ready(result) = Pin::new(&mut task.0).poll(cx) {
+                    match result.unwrap_or_else(|e| Err(Error::Write(io::Error::other(e)))) {
+                        Ok(()) => *upload = Upload::Done,
+                        // The client's body failed (too large, cut off): the upstream's answer
+                        // to a truncated request is of no use.
+                        Err(e @ Error::Body(_)) => return Poll::Ready(Err(e)),
+                        // The upstream may have stopped reading to answer early: wait for it.
+                        Err(e) => *upload = Upload::Failed(e),
+                    }
+                }
+            }
+            match ready!(poll_fill(&self.io, &mut self.read, cx)) {
+                Ok(0) => {
+                    return Poll::Ready(Err(match std::mem::replace(upload, Upload::None) {
+                        Upload::Failed(e) => e,
+                        _ => Error::Closed,
+                    }));
+                }
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Err(Error::Read(e))),
+            }
+        }
+    }
+}
+
+/// Writes all of `buf`.
+async fn write_all(io: &TcpStream, buf: &[u8]) -> io::Result<()> {
+    let mut at = 0;
+    poll_fn(|cx| {
+        while at < buf.len() {
+            match io.try_write(&buf[at..]) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => at += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(io.poll_write_ready(cx))?;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    })
+    .await
+}
+
+/// Reads what the socket has into `buf`; `Ok(0)` at the end of the stream.
+fn poll_fill(io: &TcpStream, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    if buf.capacity() - buf.len() < READ_SIZE / 4 {
+        buf.reserve(READ_SIZE);
+    }
+    loop {
+        match io.try_read_buf(buf) {
+            Ok(n) => return Poll::Ready(Ok(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                ready!(io.poll_read_ready(cx))?;
+            }
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+}
+
+/// Frames request body bytes and holds the sender to its declared length.
+struct Framer {
+    framing: RequestFraming,
+    sent: u64,
+}
+
+impl Framer {
+    fn new(framing: RequestFraming) -> Framer {
+        Framer { framing, sent: 0 }
+    }
+
+    /// Appends one data frame, framed, to `out`.
+    fn push(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        self.sent += data.len() as u64;
+        match self.framing {
+            RequestFraming::Length(len) if self.sent > len => Err(Error::BodyLength),
+            RequestFraming::Chunked if !data.is_empty() => {
+                h1::chunk_header(data.len(), out);
+                out.extend_from_slice(data);
+                out.extend_from_slice(b"\r\n");
+                Ok(())
+            }
+            _ => {
+                out.extend_from_slice(data);
+                Ok(())
+            }
+        }
+    }
+
+    /// Appends the body's end to `out`, or fails if it fell short of its declared length.
+    fn end(&self, out: &mut Vec<u8>) -> Result<(), Error> {
+        match self.framing {
+            RequestFraming::Length(len) if self.sent != len => Err(Error::BodyLength),
+            RequestFraming::Chunked => {
+                out.extend_from_slice(h1::LAST_CHUNK);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Appends the frames `body` has ready, up to [`INLINE_BODY`] bytes; whether it ended.
+    fn gather(
+        &mut self,
+        cx: &mut Context<'_>,
+        body: &mut LimitedBody,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, Error> {
+        while out.len() < INLINE_BODY {
+            match Pin::new(&mut *body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        self.push(data, out)?;
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => return Err(Error::Body(e)),
+                Poll::Ready(None) => {
+                    self.end(out)?;
+                    return Ok(true);
+                }
+                Poll::Pending => return Ok(false),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Writes `pending`, then the rest of `body` as it arrives.
+    async fn upload(
+        mut self,
+        io: Arc<TcpStream>,
+        mut body: LimitedBody,
+        mut pending: Vec<u8>,
+    ) -> Result<(), Error> {
+        loop {
+            write_all(&io, &pending).await.map_err(Error::Write)?;
+            pending.clear();
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        self.push(data, &mut pending)?;
+                    }
+                }
+                Some(Err(e)) => return Err(Error::Body(e)),
+                None => {
+                    self.end(&mut pending)?;
+                    return write_all(&io, &pending).await.map_err(Error::Write);
+                }
+            }
+        }
+    }
+}
+
+/// Where the request body's upload stands.
+enum Upload {
+    /// Written with the head, or there was none.
+    None,
+    Running(UploadTask),
+    Done,
+    /// The upload failed; kept to report if no response comes either.
+    Failed(Error),
+}
+
+/// Stops the upload when the exchange is abandoned.
+struct UploadTask(JoinHandle<Result<(), Error>>);
+
+impl Drop for UploadTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// An upstream response body, read from the connection as the client's side asks for it;
+/// the connection returns to the pool when the body ends.
+pub struct ResponseBody {
+    /// `None` once the body ended or failed.
+    conn: Option<Box<Conn>>,
+    state: State,
+    upload: Upload,
+    keep_alive: bool,
+}
+
+enum State {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    Eof,
+    Done,
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("done", &matches!(self.state, State::Done))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResponseBody {
+    /// The body ended: back to the pool if the connection can carry another request.
+    fn finish(&mut self) {
+        self.state = State::Done;
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let uploaded = match std::mem::replace(&mut self.upload, Upload::None) {
+            Upload::None | Upload::Done => true,
+            Upload::Failed(_) => false,
+            // The upstream answered before the upload ended: unless the upload has just
+            // finished, the connection is mid-request and cannot be reused.
+            Upload::Running(mut task) => {
+                matches!((&mut task.0).now_or_never(), Some(Ok(Ok(()))))
+            }
+        };
+        if self.keep_alive && uploaded && conn.read.is_empty() {
+            conn.reused = true;
+            Arc::clone(&conn.pool).put(conn);
+        }
+    }
+
+    fn fail(&mut self, error: Error) -> Poll<Option<Result<Frame<bytes::Bytes>, Error>>> {
+        self.state = State::Done;
+        self.conn = None;
+        Poll::Ready(Some(Err(error)))
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = bytes::Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<bytes::Bytes>, Error>>> {
+        let this = self.get_mut();
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match &mut this.state {
+                State::Done => return Poll::Ready(None),
+                State::Length(left) if !conn.read.is_empty() => {
+                    let take =
+                        usize::try_from(*left).map_or(conn.read.len(), |l| l.min(conn.read.len()));
+                    let data = conn.read.split_to(take).freeze();
+                    *left -= take as u64;
+                    if *left == 0 {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                State::Chunked(decoder) => match decoder.decode(&mut conn.read) {
+                    Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                    Ok(Decoded::End) => {
+                        this.finish();
+                        return Poll::Ready(None);
+                    }
+                    Ok(Decoded::NeedMore) => {}
+                    Err(e) => return this.fail(Error::Protocol(e)),
+                },
+                State::Eof if !conn.read.is_empty() => {
+                    let data = conn.read.split().freeze();
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                State::Length(_) | State::Eof => {}
+            }
+            match ready!(poll_fill(&conn.io, &mut conn.read, cx)) {
+                Ok(0) if matches!(this.state, State::Eof) => {
+                    // The end of a close-delimited body; the connection goes with it.
+                    this.state = State::Done;
+                    this.conn = None;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => return this.fail(Error::Closed),
+                Ok(_) => {}
+                Err(e) => return this.fail(Error::Read(e)),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            State::Length(left) => SizeHint::with_exact(left),
+            State::Done => SizeHint::with_exact(0),
+            State::Chunked(_) | State::Eof => SizeHint::default(),
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! The client against a scripted upstream on a real socket: reuse, staleness, framing, early
+//! answers, broken upstreams.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::BodyExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{Error, Pool, PoolConfig};
+use crate::proxy::body::LimitedBody;
+
+/// What the upstream does after reading a request.
+#[derive(Clone)]
+enum Act {
+    /// Writes the bytes and keeps reading requests.
+    Reply(&'static [u8]),
+    /// Writes the bytes and closes.
+    ReplyClose(&'static [u8]),
+    /// Writes the bytes without reading the request body, then closes after a while.
+    ReplyEarly(&'static [u8]),
+}
+
+/// Request heads and bodies as the upstream received them.
+type Seen = Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A scripted upstream: request `n` (counted over all connections) gets `script[n]`.
+struct Upstream {
+    pool: Pool,
+    accepted: Arc<AtomicUsize>,
+    /// Request heads and bodies as received.
+    seen: Seen,
+}
+
+async fn upstream(script: Vec<Act>) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let next = Arc::new(AtomicUsize::new(0));
+    let script = Arc::new(script);
+    {
+        let (accepted, seen) = (accepted.clone(), seen.clone());
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let (seen, next, script) = (seen.clone(), next.clone(), script.clone());
+                tokio::spawn(serve(stream, seen, next, script));
+            }
+        });
+    }
+    let pool = Pool::new(
+        &addr.to_string().parse().unwrap(),
+        PoolConfig {
+            connect_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(30),
+            max_idle: 8,
+        },
+    );
+    Upstream {
+        pool,
+        accepted,
+        seen,
+    }
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    seen: Seen,
+    next: Arc<AtomicUsize>,
+    script: Arc<Vec<Act>>,
+) {
+    let mut buf = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        buf.drain(..head_end);
+        let act = script[next.fetch_add(1, Ordering::SeqCst)].clone();
+        if let Act::ReplyEarly(reply) = act {
+            seen.lock().unwrap().push((head, Vec::new()));
+            stream.write_all(reply).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            return;
+        }
+        let body = read_body(&mut stream, &mut buf, &head).await;
+        seen.lock().unwrap().push((head, body));
+        match act {
+            Act::Reply(reply) => stream.write_all(reply).await.unwrap(),
+            Act::ReplyClose(reply) | Act::ReplyEarly(reply) => {
+                stream.write_all(reply).await.unwrap();
+                return;
+            }
+        }
+    }
+}
+
+/// Reads a `content-length` or chunked request body (kept raw for chunked).
+async fn read_body(stream: &mut TcpStream, buf: &mut Vec<u8>, head: &str) -> Vec<u8> {
+    let lower = head.to_ascii_lowercase();
+    let done = |buf: &Vec<u8>| -> Option<usize> {
+        if let Some(len) = lower
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+        {
+            let len: usize = len.trim().parse().unwrap();
+            return (buf.len() >= len).then_some(len);
+        }
+        if lower.contains("transfer-encoding: chunked") {
+            return buf
+                .windows(5)
+                .position(|w| w == b"0\r\n\r\n")
+                .map(|i| i + 5);
+        }
+        Some(0)
+    };
+    loop {
+        if let Some(len) = done(buf) {
+            return buf.drain(..len).collect();
+        }
+        let mut chunk = [0u8; 65536];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return std::mem::take(buf),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn get(path: &str) -> Request<LimitedBody> {
+    Request::get(format!("http://up{path}"))
+        .body(LimitedBody::empty())
+        .unwrap()
+}
+
+/// Sends `req` and reads the whole body.
+async fn fetch(pool: &Pool, req: Request<LimitedBody>) -> Result<(u16, Bytes), Error> {
+    let response = pool.send(req).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
+
+#[tokio::test]
+async fn connections_are_reused_and_requests_written_origin_form() {
+    let up = upstream(vec![Act::Reply(OK), Act::Reply(OK), Act::Reply(OK)]).await;
+    for path in ["/a?x=1", "/b", ""] {
+        assert_eq!(
+            fetch(&up.pool, get(path)).await.unwrap(),
+            (200, Bytes::from_static(b"hello"))
+        );
+    }
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
+    let seen = up.seen.lock().unwrap();
+    assert!(
+        seen[0].0.starts_with("GET /a?x=1 HTTP/1.1\r\n"),
+        "{}",
+        seen[0].0
+    );
+    assert!(seen[2].0.starts_with("GET / HTTP/1.1\r\n"), "{}", seen[2].0);
+    assert!(seen[0].0.contains("\r\nhost: "), "{}", seen[0].0);
+}
+
+#[tokio::test]
+async fn an_idle_connection_the_upstream_closed_is_replaced() {
+    // The upstream closes after the first answer without saying so.
+    let up = upstream(vec![Act::ReplyClose(OK), Act::Reply(OK)]).await;
+    fetch(&up.pool, get("/1")).await.unwrap();
+    // Let the close arrive and be noticed while the connection sits idle.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(fetch(&up.pool, get("/2")).await.unwrap().0, 200);
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn connection_close_and_close_delimited_bodies_are_not_reused() {
+    let up = upstream(vec![
+        Act::Reply(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok"),
+        Act::ReplyClose(b"HTTP/1.1 200 OK\r\n\r\nuntil the end"),
+        Act::Reply(OK),
+    ])
+    .await;
+    assert_eq!(fetch(&up.pool, get("/1")).await.unwrap().1, "ok");
+    assert_eq!(fetch(&up.pool, get("/2")).await.unwrap().1, "until the end");
+    assert_eq!(fetch(&up.pool, get("/3")).await.unwrap().1, "hello");
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn chunked_responses_are_decoded_and_the_connection_reused() {
+    let up = upstream(vec![
+        Act::Reply(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n1;x=y\r\n!\r\n0\r\ntrailer: t\r\n\r\n",
+        ),
+        Act::Reply(b"HTTP/1.1 204 No Content\r\n\r\n"),
+        Act::Reply(OK),
+    ])
+    .await;
+    let response = up.pool.send(get("/1")).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "hello!");
+    assert_eq!(
+        fetch(&up.pool, get("/2")).await.unwrap(),
+        (204, Bytes::new())
+    );
+    assert_eq!(fetch(&up.pool, get("/3")).await.unwrap().1, "hello");
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn request_bodies_are_framed_by_length() {
+    let up = upstream(vec![Act::Reply(OK), Act::Reply(OK)]).await;
+    let post = Request::post("http://up/p")
+        .body(LimitedBody::full(Bytes::from_static(b"payload")))
+        .unwrap();
+    assert_eq!(fetch(&up.pool, post).await.unwrap().0, 200);
+    // A body shorter than the length it declares is never sent as if complete.
+    let short = Request::post("http://up/p")
+        .header("content-length", "10")
+        .body(LimitedBody::full(Bytes::from_static(b"12345")))
+        .unwrap();
+    assert!(matches!(
+        fetch(&up.pool, short).await,
+        Err(Error::BodyLength)
+    ));
+    let seen = up.seen.lock().unwrap();
+    assert!(seen[0].0.contains("content-length: 7\r\n"), "{}", seen[0].0);
+    assert_eq!(seen[0].1, b"payload");
+    assert_eq!(seen.len(), 1);
+}
+
+#[tokio::test]
+async fn an_early_answer_to_an_unread_upload_comes_back_and_the_connection_is_dropped() {
+    let up = upstream(vec![
+        Act::ReplyEarly(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n"),
+        Act::Reply(OK),
+    ])
+    .await;
+    // Far more than the socket buffers hold: written inline, it would block forever.
+    let big = Bytes::from(vec![b'x'; 64 * 1024 * 1024]);
+    let post = Request::post("http://up/p")
+        .body(LimitedBody::full(big))
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(1), fetch(&up.pool, post))
+        .await
+        .expect("the early answer must not wait for the upload");
+    assert_eq!(answer.unwrap().0, 413);
+    assert_eq!(fetch(&up.pool, get("/next")).await.unwrap().0, 200);
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn broken_upstreams_are_errors_not_panics() {
+    let up = upstream(vec![
+        Act::Reply(b"HTTP/1.1 2x0 OK\r\n\r\n"),
+        Act::ReplyClose(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this"),
+        Act::ReplyClose(b"HTTP/1.1 200 OK\r\ncontent-len"),
+        Act::ReplyClose(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"),
+    ])
+    .await;
+    assert!(matches!(
+        fetch(&up.pool, get("/1")).await,
+        Err(Error::Protocol(_))
+    ));
+    assert!(matches!(
+        fetch(&up.pool, get("/2")).await,
+        Err(Error::Closed)
+    ));
+    assert!(matches!(
+        fetch(&up.pool, get("/3")).await,
+        Err(Error::Closed)
+    ));
+    assert!(matches!(
+        fetch(&up.pool, get("/4")).await,
+        Err(Error::Protocol(_))
+    ));
+    // None of them went back to the pool.
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn a_head_request_reads_no_body() {
+    let up = upstream(vec![
+        Act::Reply(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"),
+        Act::Reply(OK),
+    ])
+    .await;
+    let head = Request::head("http://up/h")
+        .body(LimitedBody::empty())
+        .unwrap();
+    assert_eq!(fetch(&up.pool, head).await.unwrap(), (200, Bytes::new()));
+    assert_eq!(fetch(&up.pool, get("/g")).await.unwrap().1, "hello");
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
+}
