@@ -329,7 +329,9 @@ impl Inner {
         }
         let route_deadline = start + self.request_timeout;
         let deadline = start + deadline_budget(&parts.headers, self.request_timeout);
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        // One clock read serves the deadline, the breaker and the first attempt's start.
+        let now = Instant::now();
+        let remaining = deadline.saturating_duration_since(now);
         if remaining.is_zero() {
             // The caller has already given up: starting work now only wastes the cell's time.
             return Err(ErrorCode::UpstreamTimeout.into());
@@ -338,7 +340,7 @@ impl Inner {
         // Breaker before bulkhead: a refused request must not hold a bulkhead slot. Both
         // refuse at once, never queue: a saturated or failing cell must not slow the others.
         let c = cell.containment();
-        let now = std::time::Instant::now();
+        let now = now.into_std();
         let permit = c
             .breaker()
             .try_acquire(now)
@@ -380,7 +382,11 @@ impl Inner {
         let mut attempt: u32 = 1;
         let guard = InFlightGuard::new(cell.metrics().in_flight());
         loop {
-            let started = std::time::Instant::now();
+            let started = if attempt == 1 {
+                now
+            } else {
+                std::time::Instant::now()
+            };
             let Some(index) = c.pick(started, exclude) else {
                 return Err(Refusal::unavailable(None));
             };
@@ -601,6 +607,12 @@ fn classify(
             failure: None,
             detail: None,
         },
+        Ok(Err(e)) if e.is_local() => AttemptResult {
+            response: Err(ErrorCode::UpstreamError),
+            outcome: Outcome::Local,
+            failure: None,
+            detail: Some(error_chain(&e)),
+        },
         Ok(Err(e)) => AttemptResult {
             response: Err(ErrorCode::UpstreamError),
             outcome: Outcome::UpstreamError,
@@ -705,6 +717,24 @@ mod tests {
         assert_eq!(priority_of(&h, "/reports/1", &by_path), Priority::Normal);
         h.insert(&X_PRIORITY, HeaderValue::from_static("bogus"));
         assert_eq!(priority_of(&h, "/reports/1", &by_path), Priority::Batch);
+    }
+
+    #[test]
+    fn failures_the_request_caused_do_not_count_against_the_upstream() {
+        let judge = |e: pool::Error| classify(Ok(Err(e)), Duration::ZERO, false);
+        for local in [
+            pool::Error::BodyLength,
+            pool::Error::Body(RequestBodyError::TooLarge),
+        ] {
+            let judged = judge(local);
+            assert_eq!(judged.outcome, Outcome::Local);
+            assert!(judged.failure.is_none());
+        }
+        let judged = judge(pool::Error::Closed);
+        assert_eq!(judged.outcome, Outcome::UpstreamError);
+        assert!(matches!(judged.failure, Some(RetryFailure::Other)));
+        let judged = judge(pool::Error::Connect("refused".into()));
+        assert!(matches!(judged.failure, Some(RetryFailure::Connect)));
     }
 
     #[test]

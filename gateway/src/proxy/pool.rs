@@ -56,6 +56,15 @@ impl Error {
     pub fn is_connect(&self) -> bool {
         matches!(self, Error::Connect(_))
     }
+
+    /// Whether the request, not the upstream, failed the exchange (its body broke off or did
+    /// not match its length): such failures must not count against the upstream.
+    pub fn is_local(&self) -> bool {
+        matches!(
+            self,
+            Error::Body(_) | Error::BodyLength | Error::Protocol(ProtocolError::RequestLength)
+        )
+    }
 }
 
 /// Settings of a [`Pool`].
@@ -162,6 +171,14 @@ impl Pool {
             }
             Err(failed) => Err(failed.error),
         }
+    }
+}
+
+impl Pool {
+    /// Idle connections, for tests that wait for a connection to come back.
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        self.shared.idle().len()
     }
 }
 

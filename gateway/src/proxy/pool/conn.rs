@@ -11,6 +11,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::FutureExt as _;
@@ -28,6 +29,9 @@ use crate::proxy::body::LimitedBody;
 const READ_SIZE: usize = 16 * 1024;
 /// Request body bytes gathered into the head's write when the body is already at hand.
 const INLINE_BODY: usize = 64 * 1024;
+/// How long a finished response waits for its upload to end before the connection is given
+/// up rather than pooled.
+const UPLOAD_GRACE: Duration = Duration::from_secs(1);
 
 /// An open connection, idle in the pool or carrying one exchange.
 pub(super) struct Conn {
@@ -64,6 +68,12 @@ impl Conn {
             pool,
             reused: false,
         })
+    }
+
+    /// Back to the pool, to carry another request.
+    fn pool(mut self: Box<Self>) {
+        self.reused = true;
+        Arc::clone(&self.pool).put(self);
     }
 
     /// Whether a connection that sat idle can carry a request: the upstream neither closed it
@@ -161,9 +171,11 @@ impl Conn {
                 if let Poll::Ready(result) = Pin::new(&mut task.0).poll(cx) {
                     match result.unwrap_or_else(|e| Err(Error::Write(io::Error::other(e)))) {
                         Ok(()) => *upload = Upload::Done,
-                        // The client's body failed (too large, cut off): the upstream's answer
-                        // to a truncated request is of no use.
-                        Err(e @ Error::Body(_)) => return Poll::Ready(Err(e)),
+                        // The client's body failed (too large, cut off, not the length it
+                        // declared): the upstream waits for the rest and will not answer.
+                        Err(e @ (Error::Body(_) | Error::BodyLength)) => {
+                            return Poll::Ready(Err(e));
+                        }
                         // The upstream may have stopped reading to answer early: wait for it.
                         Err(e) => *upload = Upload::Failed(e),
                     }
@@ -247,6 +259,11 @@ impl Framer {
         }
     }
 
+    /// Whether a length-framed body has been sent in full.
+    fn complete(&self) -> bool {
+        matches!(self.framing, RequestFraming::Length(len) if self.sent == len)
+    }
+
     /// Appends the body's end to `out`, or fails if it fell short of its declared length.
     fn end(&self, out: &mut Vec<u8>) -> Result<(), Error> {
         match self.framing {
@@ -294,6 +311,11 @@ impl Framer {
         loop {
             write_all(&io, &pending).await.map_err(Error::Write)?;
             pending.clear();
+            if self.complete() {
+                // Every declared byte is out: the upstream can answer now, and waiting for the
+                // body's end to be polled would only delay the connection's return to the pool.
+                return Ok(());
+            }
             match body.frame().await {
                 Some(Ok(frame)) => {
                     if let Some(data) = frame.data_ref() {
@@ -358,21 +380,32 @@ impl ResponseBody {
     /// The body ended: back to the pool if the connection can carry another request.
     fn finish(&mut self) {
         self.state = State::Done;
-        let Some(mut conn) = self.conn.take() else {
+        let Some(conn) = self.conn.take() else {
             return;
         };
-        let uploaded = match std::mem::replace(&mut self.upload, Upload::None) {
-            Upload::None | Upload::Done => true,
-            Upload::Failed(_) => false,
-            // The upstream answered before the upload ended: unless the upload has just
-            // finished, the connection is mid-request and cannot be reused.
-            Upload::Running(mut task) => {
-                matches!((&mut task.0).now_or_never(), Some(Ok(Ok(()))))
-            }
-        };
-        if self.keep_alive && uploaded && conn.read.is_empty() {
-            conn.reused = true;
-            Arc::clone(&conn.pool).put(conn);
+        if !self.keep_alive || !conn.read.is_empty() {
+            return;
+        }
+        match std::mem::replace(&mut self.upload, Upload::None) {
+            Upload::None | Upload::Done => conn.pool(),
+            Upload::Failed(_) => {}
+            Upload::Running(mut task) => match (&mut task.0).now_or_never() {
+                Some(Ok(Ok(()))) => conn.pool(),
+                Some(_) => {}
+                // The answer came before the upload task saw its own end (a 204 to a POST is
+                // often read before the task has returned): give it a moment, off this task.
+                // An upstream that answered early and stopped reading leaves the upload
+                // stuck, and the connection is closed once the moment is over.
+                None => {
+                    tokio::spawn(async move {
+                        if let Ok(Ok(Ok(()))) =
+                            tokio::time::timeout(UPLOAD_GRACE, &mut task.0).await
+                        {
+                            conn.pool();
+                        }
+                    });
+                }
+            },
         }
     }
 

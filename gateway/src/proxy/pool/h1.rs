@@ -287,13 +287,18 @@ fn body_kind(
     }
     if headers.contains_key(TRANSFER_ENCODING) {
         // Transfer-Encoding overrides Content-Length, which must not reach the client with it.
-        headers.remove(CONTENT_LENGTH);
+        let had_length = headers.remove(CONTENT_LENGTH).is_some();
         let chunked = headers
             .get_all(TRANSFER_ENCODING)
             .iter()
             .next_back()
             .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
             .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        if had_length {
+            // Both framings at once is how responses are smuggled (RFC 9112 §6.3): read this
+            // one by its chunks, but trust the connection with nothing more.
+            keep_alive = false;
+        }
         if chunked && version == Version::HTTP_11 {
             return Ok((BodyKind::Chunked, keep_alive));
         }
@@ -544,6 +549,13 @@ mod tests {
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\n",
                 &Method::GET
             ),
+            ok(BodyKind::Chunked, false)
+        );
+        assert_eq!(
+            kind(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                &Method::GET
+            ),
             ok(BodyKind::Chunked, true)
         );
         assert_eq!(
@@ -659,8 +671,12 @@ mod tests {
         for split in [1, 2, 3, 7, wire.len()] {
             let (body, rest) = decode_all(wire, split).unwrap();
             assert_eq!(body, b"hello, chunked!", "split {split}");
-            // Bytes after the body stay for the next response (fed in pieces, some may be unread).
+            // Bytes after the body stay for the next response (fed in pieces, some may not
+            // have been fed yet).
             assert!(b"NEXT".starts_with(&rest), "split {split}");
+            if split == wire.len() {
+                assert_eq!(&rest[..], b"NEXT");
+            }
         }
     }
 

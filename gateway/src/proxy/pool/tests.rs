@@ -25,6 +25,8 @@ enum Act {
     ReplyClose(&'static [u8]),
     /// Writes the bytes without reading the request body, then closes after a while.
     ReplyEarly(&'static [u8]),
+    /// Writes the bytes, then reads the request body and goes on reading requests.
+    ReplyThenRead(&'static [u8]),
 }
 
 /// Request heads and bodies as the upstream received them.
@@ -71,12 +73,7 @@ async fn upstream(script: Vec<Act>) -> Upstream {
     }
 }
 
-async fn serve(
-    mut stream: TcpStream,
-    seen: Seen,
-    next: Arc<AtomicUsize>,
-    script: Arc<Vec<Act>>,
-) {
+async fn serve(mut stream: TcpStream, seen: Seen, next: Arc<AtomicUsize>, script: Arc<Vec<Act>>) {
     let mut buf = Vec::new();
     loop {
         let head_end = loop {
@@ -98,10 +95,14 @@ async fn serve(
             tokio::time::sleep(Duration::from_secs(2)).await;
             return;
         }
+        if let Act::ReplyThenRead(reply) = act {
+            stream.write_all(reply).await.unwrap();
+        }
         let body = read_body(&mut stream, &mut buf, &head).await;
         seen.lock().unwrap().push((head, body));
         match act {
             Act::Reply(reply) => stream.write_all(reply).await.unwrap(),
+            Act::ReplyThenRead(_) => {}
             Act::ReplyClose(reply) | Act::ReplyEarly(reply) => {
                 stream.write_all(reply).await.unwrap();
                 return;
@@ -307,4 +308,79 @@ async fn a_head_request_reads_no_body() {
     assert_eq!(fetch(&up.pool, head).await.unwrap(), (200, Bytes::new()));
     assert_eq!(fetch(&up.pool, get("/g")).await.unwrap().1, "hello");
     assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
+}
+
+/// Waits (bounded) until the pool holds `n` idle connections.
+async fn idle(pool: &Pool, n: usize) {
+    for _ in 0..400 {
+        if pool.idle_count() == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the pool never held {n} idle connection(s)");
+}
+
+#[tokio::test]
+async fn an_upload_answered_before_it_ended_keeps_its_connection_once_it_ends() {
+    const NO_CONTENT: &[u8] = b"HTTP/1.1 204 No Content\r\n\r\n";
+    let up = upstream(vec![Act::ReplyThenRead(NO_CONTENT), Act::Reply(OK)]).await;
+    // More than the socket buffers hold: the 204 arrives while the upload is still going.
+    const LEN: usize = 16 * 1024 * 1024;
+    let post = Request::post("http://up/p")
+        .body(LimitedBody::full(Bytes::from(vec![b'x'; LEN])))
+        .unwrap();
+    assert_eq!(fetch(&up.pool, post).await.unwrap().0, 204);
+    // The upstream reads the rest; the connection then comes back and carries the next request.
+    idle(&up.pool, 1).await;
+    assert_eq!(fetch(&up.pool, get("/next")).await.unwrap().1, "hello");
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(up.seen.lock().unwrap()[0].1.len(), LEN);
+}
+
+#[tokio::test]
+async fn an_upload_shorter_than_its_length_fails_at_once() {
+    let up = upstream(vec![Act::Reply(OK), Act::Reply(OK)]).await;
+    let short = Request::post("http://up/p")
+        .header("content-length", "200000")
+        .body(LimitedBody::full(Bytes::from(vec![b'x'; 100 * 1024])))
+        .unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(2), fetch(&up.pool, short))
+        .await
+        .expect("the upstream waits for the rest: the client must not wait for its answer");
+    assert!(matches!(result, Err(Error::BodyLength)), "{result:?}");
+    // That connection is mid-request: the next request gets a new one.
+    assert_eq!(fetch(&up.pool, get("/next")).await.unwrap().0, 200);
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn bytes_after_a_response_keep_the_connection_out_of_the_pool() {
+    let up = upstream(vec![
+        Act::Reply(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokSURPRISE"),
+        Act::Reply(OK),
+    ])
+    .await;
+    assert_eq!(fetch(&up.pool, get("/1")).await.unwrap().1, "ok");
+    assert_eq!(fetch(&up.pool, get("/2")).await.unwrap().1, "hello");
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_response_framed_both_ways_is_read_by_its_chunks_and_not_trusted_again() {
+    let up = upstream(vec![
+        Act::Reply(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        ),
+        Act::Reply(OK),
+    ])
+    .await;
+    let response = up.pool.send(get("/1")).await.unwrap();
+    assert!(!response.headers().contains_key("content-length"));
+    assert_eq!(
+        response.into_body().collect().await.unwrap().to_bytes(),
+        "ok"
+    );
+    assert_eq!(fetch(&up.pool, get("/2")).await.unwrap().1, "hello");
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
 }
