@@ -50,33 +50,26 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         }
         headers.remove(CONNECTION);
     }
-    for name in [
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &PROXY_AUTHENTICATE,
-        &PROXY_AUTHORIZATION,
-        &TE,
-        &TRAILER,
-        &TRANSFER_ENCODING,
-        &UPGRADE,
-    ] {
+    for name in FIXED_HOP_BY_HOP {
         headers.remove(name);
     }
 }
 
+/// The hop-by-hop fields every message loses (RFC 9110 §7.6.1, plus the legacy ones), besides
+/// `Connection` and what it names.
+static FIXED_HOP_BY_HOP: [&HeaderName; 8] = [
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+    &PROXY_AUTHENTICATE,
+    &PROXY_AUTHORIZATION,
+    &TE,
+    &TRAILER,
+    &TRANSFER_ENCODING,
+    &UPGRADE,
+];
+
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    [
-        &CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &PROXY_AUTHENTICATE,
-        &PROXY_AUTHORIZATION,
-        &TE,
-        &TRAILER,
-        &TRANSFER_ENCODING,
-        &UPGRADE,
-    ]
-    .contains(&name)
+    name == CONNECTION || FIXED_HOP_BY_HOP.contains(&name)
 }
 
 /// Appends the client address to `X-Forwarded-For` and sets `X-Forwarded-Proto`.
