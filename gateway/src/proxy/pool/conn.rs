@@ -88,7 +88,10 @@ impl Conn {
     }
 
     /// Whether a connection that sat idle can carry a request: the upstream neither closed it
-    /// nor sent anything meanwhile. Costs no syscall unless the socket became readable.
+    /// nor sent anything meanwhile, as far as the I/O driver has seen. Costs no syscall unless
+    /// the socket became readable. A close that reaches the socket after this (or before the
+    /// driver noticed it) is found by the read: the request then fails with `Closed` and is
+    /// not retried, as with hyper's client.
     pub(super) fn survived_idle(&mut self) -> bool {
         if !self.read.is_empty() {
             return false;
