@@ -18,9 +18,7 @@ use futures_util::FutureExt as _;
 use http::{Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
-use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::task::JoinHandle;
 
 use super::h1::{self, BodyKind, ChunkedDecoder, Decoded, RequestFraming};
@@ -37,11 +35,8 @@ const UPLOAD_GRACE: Duration = Duration::from_secs(1);
 
 /// An open connection, idle in the pool or carrying one exchange.
 pub(super) struct Conn {
-    /// The socket's read side. Read through `AsyncRead`, whose short reads mark the socket
-    /// drained, so the idle probe and the next response's first read cost no syscall.
-    rx: OwnedReadHalf,
-    /// The socket's write side; an upload task holds it while it runs, and gives it back.
-    tx: Option<OwnedWriteHalf>,
+    /// Shared with an upload task while one runs.
+    io: Arc<TcpStream>,
     /// Bytes read from the upstream and not yet consumed.
     read: BytesMut,
     /// The request head (and a body at hand) being written; kept for its allocation.
@@ -66,10 +61,8 @@ impl From<Error> for Failed {
 
 impl Conn {
     pub(super) fn new(io: TcpStream, pool: Arc<Shared>) -> Box<Conn> {
-        let (rx, tx) = io.into_split();
         Box::new(Conn {
-            rx,
-            tx: Some(tx),
+            io: Arc::new(io),
             read: BytesMut::new(),
             write: Vec::new(),
             pool,
@@ -79,26 +72,21 @@ impl Conn {
 
     /// Back to the pool, to carry another request.
     fn pool(mut self: Box<Self>) {
-        // Without its write side (an upload that did not give it back) it is only half a
-        // connection.
-        if self.tx.is_some() {
-            self.reused = true;
-            Arc::clone(&self.pool).put(self);
-        }
+        self.reused = true;
+        Arc::clone(&self.pool).put(self);
     }
 
     /// Whether a connection that sat idle can carry a request: the upstream neither closed it
     /// nor sent anything meanwhile, as far as the I/O driver has seen. Costs no syscall unless
-    /// the socket became readable. A close that reaches the socket after this (or before the
-    /// driver noticed it) is found by the read: the request then fails with `Closed` and is
-    /// not retried, as with hyper's client.
+    /// the socket is marked readable. A close that reaches the socket after this is found by
+    /// the read: the request then fails with `Closed` and is not retried, as with hyper's
+    /// client.
     pub(super) fn survived_idle(&mut self) -> bool {
         if !self.read.is_empty() {
             return false;
         }
         let mut probe = [0u8; 1];
-        self.tx.is_some()
-            && matches!(self.rx.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// Writes `req` and reads the response head. The connection travels on in the body and
@@ -125,7 +113,7 @@ impl Conn {
         );
         let mut upload = Upload::None;
         if framing == RequestFraming::Empty {
-            if let Err(e) = write_all(&mut self.tx, &self.write).await {
+            if let Err(e) = write_all(&self.io, &self.write).await {
                 // A write that fails at once on a pooled connection means the upstream had
                 // closed it: nothing of this request reached it.
                 return Err(Failed {
@@ -140,16 +128,14 @@ impl Conn {
             // A body larger than that is uploaded alongside: an upstream that answers
             // without reading all of it must not leave the write blocked forever.
             if ended && self.write.len() <= INLINE_BODY {
-                write_all(&mut self.tx, &self.write)
+                write_all(&self.io, &self.write)
                     .await
                     .map_err(Error::Write)?;
             } else {
                 let pending = std::mem::take(&mut self.write);
-                let Some(tx) = self.tx.take() else {
-                    return Err(Error::Write(no_write_side()).into());
-                };
+                let io = Arc::clone(&self.io);
                 upload =
-                    Upload::Running(UploadTask(tokio::spawn(framer.upload(tx, body, pending))));
+                    Upload::Running(UploadTask(tokio::spawn(framer.upload(io, body, pending))));
             }
         }
         let head = poll_fn(|cx| self.poll_head(cx, &parts.method, &mut upload)).await?;
@@ -187,10 +173,7 @@ impl Conn {
             if let Upload::Running(task) = upload {
                 if let Poll::Ready(result) = Pin::new(&mut task.0).poll(cx) {
                     match result.unwrap_or_else(|e| Err(Error::Write(io::Error::other(e)))) {
-                        Ok(tx) => {
-                            self.tx = Some(tx);
-                            *upload = Upload::Done;
-                        }
+                        Ok(()) => *upload = Upload::Done,
                         // The client's body failed (too large, cut off, not the length it
                         // declared): the upstream waits for the rest and will not answer.
                         Err(e @ (Error::Body(_) | Error::BodyLength)) => {
@@ -201,7 +184,7 @@ impl Conn {
                     }
                 }
             }
-            match ready!(poll_fill(&mut self.rx, &mut self.read, cx)) {
+            match ready!(poll_fill(&self.io, &mut self.read, cx)) {
                 Ok(0) => {
                     return Poll::Ready(Err(match std::mem::replace(upload, Upload::None) {
                         Upload::Failed(e) => e,
@@ -215,29 +198,39 @@ impl Conn {
     }
 }
 
-/// Writes all of `buf` on the write side, if the connection still has it.
-async fn write_all(tx: &mut Option<OwnedWriteHalf>, buf: &[u8]) -> io::Result<()> {
-    match tx {
-        Some(tx) => tx.write_all(buf).await,
-        None => Err(no_write_side()),
-    }
-}
-
-/// A connection whose upload kept its write side: never pooled, so never seen here.
-fn no_write_side() -> io::Error {
-    io::Error::other("connection has no write side")
+/// Writes all of `buf`.
+async fn write_all(io: &TcpStream, buf: &[u8]) -> io::Result<()> {
+    let mut at = 0;
+    poll_fn(|cx| {
+        while at < buf.len() {
+            match io.try_write(&buf[at..]) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => at += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(io.poll_write_ready(cx))?;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    })
+    .await
 }
 
 /// Reads what the socket has into `buf`; `Ok(0)` at the end of the stream.
-fn poll_fill(
-    rx: &mut OwnedReadHalf,
-    buf: &mut BytesMut,
-    cx: &mut Context<'_>,
-) -> Poll<io::Result<usize>> {
+fn poll_fill(io: &TcpStream, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
     if buf.capacity() - buf.len() < READ_SIZE / 4 {
         buf.reserve(READ_SIZE);
     }
-    tokio_util::io::poll_read_buf(Pin::new(rx), cx, buf)
+    loop {
+        match io.try_read_buf(buf) {
+            Ok(n) => return Poll::Ready(Ok(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                ready!(io.poll_read_ready(cx))?;
+            }
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
 }
 
 /// Frames request body bytes and holds the sender to its declared length.
@@ -311,20 +304,20 @@ impl Framer {
         Ok(false)
     }
 
-    /// Writes `pending`, then the rest of `body` as it arrives; gives the write side back.
+    /// Writes `pending`, then the rest of `body` as it arrives.
     async fn upload(
         mut self,
-        mut tx: OwnedWriteHalf,
+        io: Arc<TcpStream>,
         mut body: LimitedBody,
         mut pending: Vec<u8>,
-    ) -> Result<OwnedWriteHalf, Error> {
+    ) -> Result<(), Error> {
         loop {
-            tx.write_all(&pending).await.map_err(Error::Write)?;
+            write_all(&io, &pending).await.map_err(Error::Write)?;
             pending.clear();
             if self.complete() {
                 // Every declared byte is out: the upstream can answer now, and waiting for the
                 // body's end to be polled would only delay the connection's return to the pool.
-                return Ok(tx);
+                return Ok(());
             }
             match body.frame().await {
                 Some(Ok(frame)) => {
@@ -335,8 +328,7 @@ impl Framer {
                 Some(Err(e)) => return Err(Error::Body(e)),
                 None => {
                     self.end(&mut pending)?;
-                    tx.write_all(&pending).await.map_err(Error::Write)?;
-                    return Ok(tx);
+                    return write_all(&io, &pending).await.map_err(Error::Write);
                 }
             }
         }
@@ -354,7 +346,7 @@ enum Upload {
 }
 
 /// Stops the upload when the exchange is abandoned.
-struct UploadTask(JoinHandle<Result<OwnedWriteHalf, Error>>);
+struct UploadTask(JoinHandle<Result<(), Error>>);
 
 impl Drop for UploadTask {
     fn drop(&mut self) {
@@ -391,7 +383,7 @@ impl ResponseBody {
     /// The body ended: back to the pool if the connection can carry another request.
     fn finish(&mut self) {
         self.state = State::Done;
-        let Some(mut conn) = self.conn.take() else {
+        let Some(conn) = self.conn.take() else {
             return;
         };
         if !self.keep_alive || !conn.read.is_empty() {
@@ -401,10 +393,7 @@ impl ResponseBody {
             Upload::None | Upload::Done => conn.pool(),
             Upload::Failed(_) => {}
             Upload::Running(mut task) => match (&mut task.0).now_or_never() {
-                Some(Ok(Ok(tx))) => {
-                    conn.tx = Some(tx);
-                    conn.pool();
-                }
+                Some(Ok(Ok(()))) => conn.pool(),
                 Some(_) => {}
                 // The answer came before the upload task saw its own end (a 204 to a POST is
                 // often read before the task has returned): give it a moment, off this task.
@@ -412,11 +401,9 @@ impl ResponseBody {
                 // stuck, and the connection is closed once the moment is over.
                 None => {
                     tokio::spawn(async move {
-                        if let Ok(Ok(Ok(tx))) =
+                        if let Ok(Ok(Ok(()))) =
                             tokio::time::timeout(UPLOAD_GRACE, &mut task.0).await
                         {
-                            let mut conn = conn;
-                            conn.tx = Some(tx);
                             conn.pool();
                         }
                     });
@@ -472,7 +459,7 @@ impl Body for ResponseBody {
                 }
                 State::Length(_) | State::Eof => {}
             }
-            match ready!(poll_fill(&mut conn.rx, &mut conn.read, cx)) {
+            match ready!(poll_fill(&conn.io, &mut conn.read, cx)) {
                 Ok(0) if matches!(this.state, State::Eof) => {
                     // The end of a close-delimited body; the connection goes with it.
                     this.state = State::Done;
