@@ -47,6 +47,8 @@
 # Environment: DURATION (10s), WORKERS ("64 128"), RATES ("5000 max"), CONNECTIONS (64),
 # THREADS (2), USERS (100000), BODY_BYTES (256), WARMUP (2s), REDIS_TIMEOUT ("10ms", as in
 # deploy/cellgate.toml), VISIBILITY_TIMEOUT ("30s", the default), DRAIN_TIMEOUT (120 s),
+# CELLGATE=<binary> runs that build instead of building this tree (to compare builds).
+# REDIS_ARGS: more redis-server options (e.g. "--auto-aof-rewrite-percentage 0").
 # KEEP_WORK=1 keeps the work directory (configs, logs, wrk output, commandstats); it is also
 # kept when a run fails or is interrupted.
 # PROFILE=1 also samples the gateway and Redis with `perf record` for the middle half of the
@@ -71,8 +73,11 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 for tool in wrk redis-server redis-cli curl python3; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install -y wrk redis-server curl python3)" >&2; exit 2; }
 done
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p gateway
-bin="${CARGO_TARGET_DIR:-$root/target}/release/cellgate"
+if [ -z "${CELLGATE:-}" ]; then
+  cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p gateway
+  CELLGATE="${CARGO_TARGET_DIR:-$root/target}/release/cellgate"
+fi
+bin=$CELLGATE
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/cellgate-bench-delivery.XXXXXX")
 # shellcheck source=lib.sh
@@ -88,7 +93,7 @@ redis_port=$(free_port)
 mkdir -p "$work/redis"
 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work/redis" \
   --appendonly yes --appendfsync everysec --save "" --maxmemory-policy noeviction \
-  --daemonize no --logfile "$work/redis.log" &
+  --latency-monitor-threshold 2 ${REDIS_ARGS:-} --daemonize no --logfile "$work/redis.log" &
 redis_pid=$!
 pids+=("$redis_pid")
 rcli() { redis-cli -p "$redis_port" "$@"; }
@@ -187,6 +192,7 @@ for workers in $WORKERS; do
   for rate in $RATES; do
     case "$rate" in max) bench_rate=0 ;; *[!0-9]*|'') echo "RATES: numbers or max, got $rate" >&2; exit 2 ;; *) bench_rate=$rate ;; esac
     rcli flushall >/dev/null
+    rcli latency reset >/dev/null
     gw_port=$(free_port); admin_port=$(free_port)
     name="w$workers-r$rate"
     cat >"$work/$name.toml" <<TOML
@@ -294,6 +300,11 @@ $(perf report -q -i "$work/perf-$name.data" --no-children -g none --sort pid,dso
         | awk 'NR <= 6 { printf "%s %s; ", $1, $NF }')
 "
     fi
+    # Redis's own stalls of 2 ms or more in the round: per event, the seconds that had one
+    # (LATENCY HISTORY keeps the worst per second) and the worst.
+    stalls=$(rcli latency latest | paste - - - - | while read -r event _ _ worst; do
+      printf '%s: %s s, worst %s ms; ' "$event" "$(( $(rcli latency history "$event" | wc -l) / 2 ))" "$worst"
+    done)
     claimed=$(metrics | awk '/^cellgate_delivery_claimed_total/ { print $NF }')
     # Outcomes are recorded in batches: one log line per batch, with how many it held.
     record_failures=$({ grep 'could not record a delivery attempt' "$work/$name.log" || true; } \
@@ -353,6 +364,7 @@ $(perf report -q -i "$work/perf-$name.data" --no-children -g none --sort pid,dso
     CPU: $cpu
     Redis memory: $(( (mem1 - mem0) / 1024 / 1024 )) MiB more after the round, $(( (mem1 - mem0) / (delivered > 0 ? delivered : 1) )) bytes per delivered message (records of delivered entries are kept for [delivery] retention, 24 h by default)
     Redis time per delivered message (commandstats): $redis_time
+    Redis stalls >= 2 ms (LATENCY LATEST): ${stalls:-none}
     Redis commands per delivered message: $breakdown
     load average: before $load_before, after $load_after; top in the middle of the load:
 $(sed 's/^/      | /' "$work/top-$name.txt")

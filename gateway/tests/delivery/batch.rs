@@ -7,7 +7,7 @@ use bytes::Bytes;
 use gateway::delivery::keys::{Partition, new_id};
 use gateway::delivery::record::StoredRequest;
 use gateway::delivery::store::{
-    Enqueued, Outcome, OutcomeKind, QueueStore, Reader, Settled, TAKE_REPLY_BYTES, Take,
+    Enqueued, NewEntry, Outcome, OutcomeKind, QueueStore, Reader, Settled, TAKE_REPLY_BYTES, Take,
     TakeRequest, Token,
 };
 use test_support::{RedisServer, Resp};
@@ -393,4 +393,122 @@ fn large_stored_requests_are_taken_over_several_calls() {
         assert_eq!(request.body, body);
     }
     assert_eq!(calls, 2, "two calls for three large requests");
+}
+
+#[test]
+fn a_delivered_record_is_rewritten_compact_with_what_status_shows() {
+    let _serial = serial();
+    let mut f = Fixture::new();
+    let body = Bytes::from(vec![b'x'; 4096]);
+    let tokens = f.enqueue_and_read_with(&["big"], &body);
+    let t = &tokens[0];
+    assert_eq!(attempt_of(&f.take(&[(t, None)], NOW)[0]), 1);
+    let key = format!("{{dq:cell-1}}:d:{}", t.id);
+    let encoding = |f: &Fixture| f.redis.command(&["OBJECT", "ENCODING", &key]).unwrap();
+    assert_eq!(encoding(&f).as_text().as_deref(), Some("hashtable"));
+    let settled = f.settle(vec![(
+        t,
+        1,
+        OutcomeKind::Delivered {
+            status: 200,
+            cell: "cell-1".into(),
+        },
+    )]);
+    assert_eq!(settled, [Settled::Delivered]);
+
+    // Trimming the hash would leave it in the large encoding Redis chose for the body.
+    assert_eq!(encoding(&f).as_text().as_deref(), Some("listpack"));
+    let bytes = redis_int(&f.redis, &["MEMORY", "USAGE", &key]);
+    assert!(bytes < 1024, "a delivered record takes {bytes} bytes");
+    for (name, value) in [
+        ("state", "delivered"),
+        ("attempts", "1"),
+        ("method", "POST"),
+        ("uri", "/orders"),
+        ("idem", "key-big"),
+        ("status", "200"),
+        ("cell", "cell-1"),
+        ("created_ms", &NOW.to_string()),
+        ("delivered_ms", &(NOW + 10).to_string()),
+        ("updated_ms", &(NOW + 10).to_string()),
+    ] {
+        assert_eq!(f.field(t, name).as_deref(), Some(value), "{name}");
+    }
+    for gone in ["body", "headers", "target", "traceparent", "next_ms"] {
+        assert_eq!(f.field(t, gone), None, "{gone}");
+    }
+    let ttl = redis_int(&f.redis, &["PTTL", &key]);
+    assert!(ttl > 0 && ttl <= 60_000, "{ttl}");
+    assert!(
+        f.field(t, "history")
+            .unwrap()
+            .ends_with("cell-1 answered 200")
+    );
+}
+
+#[test]
+fn an_enqueue_batch_judges_each_entry_alone() {
+    let _serial = serial();
+    let f = Fixture::new();
+    let request = |target: &str| StoredRequest {
+        method: "POST".into(),
+        uri: "/orders".into(),
+        headers: b"content-type: text/plain\r\n".to_vec(),
+        body: Bytes::from_static(b"hello"),
+        target: target.as_bytes().to_vec(),
+        idempotency_key: format!("key-{target}"),
+        traceparent: String::new(),
+    };
+    let ids: Vec<String> = (0..5).map(|_| new_id(f.p.cell())).collect();
+    let idem = |k: &str| format!("{{dq:cell-1}}:idem:{k}");
+    let (k1, k2) = (idem("k1"), idem("k2"));
+    let ttl = Duration::from_secs(60);
+    let requests: Vec<StoredRequest> = ["a", "b", "c", "d", "e"].map(request).into();
+    let entry = |i: usize, key: Option<&'static str>| NewEntry {
+        id: &ids[i],
+        idempotency: key.map(|k| (if k == "k1" { k1.as_str() } else { k2.as_str() }, ttl)),
+        request: &requests[i],
+    };
+    // Room for three: a (k1), b (k1 again: a duplicate of a, taking no room), c, d (k2),
+    // then e finds the partition full.
+    let batch = [
+        entry(0, Some("k1")),
+        entry(1, Some("k1")),
+        entry(2, None),
+        entry(3, Some("k2")),
+        entry(4, None),
+    ];
+    let answers =
+        f.rt.block_on(f.store.enqueue_batch(&f.p, &batch, NOW, 3))
+            .unwrap();
+    let answers: Vec<Enqueued> = answers.into_iter().map(Result::unwrap).collect();
+    assert_eq!(
+        answers,
+        [
+            Enqueued::Accepted,
+            Enqueued::Duplicate(ids[0].clone()),
+            Enqueued::Accepted,
+            Enqueued::Accepted,
+            Enqueued::Full,
+        ]
+    );
+    assert_eq!(redis_int(&f.redis, &["ZCARD", "{dq:cell-1}:live"]), 3);
+    assert_eq!(f.stream_len(), 3);
+    for (i, stored) in [(0, true), (1, false), (2, true), (3, true), (4, false)] {
+        let key = format!("{{dq:cell-1}}:d:{}", ids[i]);
+        assert_eq!(
+            redis_int(&f.redis, &["EXISTS", &key]) == 1,
+            stored,
+            "entry {i}"
+        );
+    }
+    let target = |i: usize| format!("{{dq:cell-1}}:d:{}", ids[i]);
+    match f.redis.command(&["HGET", &target(3), "target"]).unwrap() {
+        Resp::Bulk(Some(b)) => assert_eq!(b, b"d"),
+        other => panic!("{other:?}"),
+    }
+    match f.redis.command(&["GET", &k2]).unwrap() {
+        Resp::Bulk(Some(b)) => assert_eq!(String::from_utf8(b).unwrap(), ids[3]),
+        other => panic!("{other:?}"),
+    }
 }
