@@ -9,11 +9,8 @@
 //! - [`store`]: every state change is one Lua script, so no crash loses an entry; workers
 //!   change a batch of one partition's entries per script call.
 //! - [`worker`]: blocking reads per partition, claims of abandoned work, due retries.
-//! - `admission`: enqueues that arrive while their partition's previous enqueue call is
-//!   under way are stored together, one script call per batch (group commit).
 //! - `recorder`: attempt outcomes recorded in batches, one script call per partition.
 
-mod admission;
 pub mod keys;
 pub mod metrics;
 pub mod record;
@@ -28,7 +25,6 @@ use cell_router::Placement;
 
 use crate::config::DeliveryConfig;
 use crate::control::now_ms;
-use admission::{Admission, Limits};
 use keys::Partition;
 use metrics::{DeliveryMetrics, EnqueueOutcome};
 use record::{Record, StoredRequest};
@@ -67,16 +63,13 @@ struct Inner {
     placement: Placement,
     /// One per configured cell, in cell-index order.
     partitions: Vec<Partition>,
-    /// The committing task of each partition, in the same order.
-    admissions: Vec<Admission>,
     metrics: DeliveryMetrics,
     consumer: String,
 }
 
 impl DeliveryQueue {
     /// The queue for `cells` (the placement and cell names of the config) on `store`.
-    /// `consumer` names this gateway in the consumer groups. Starts a committing task per
-    /// partition, so it must be called within a Tokio runtime (as [`QueueStore::open`]).
+    /// `consumer` names this gateway in the consumer groups.
     pub fn new(
         store: QueueStore,
         config: DeliveryConfig,
@@ -85,23 +78,12 @@ impl DeliveryQueue {
         consumer: String,
         metrics: DeliveryMetrics,
     ) -> DeliveryQueue {
-        let partitions: Vec<Partition> =
-            cell_names.into_iter().map(|n| Partition::new(&n)).collect();
-        let limits = Limits {
-            max_pending: config.max_pending,
-            retention: config.retention,
-        };
-        let admissions = partitions
-            .iter()
-            .map(|p| Admission::spawn(store.clone(), p.clone(), limits))
-            .collect();
         DeliveryQueue {
             inner: Arc::new(Inner {
                 store,
                 config,
                 placement,
-                partitions,
-                admissions,
+                partitions: cell_names.into_iter().map(|n| Partition::new(&n)).collect(),
                 metrics,
                 consumer,
             }),
@@ -138,12 +120,8 @@ impl DeliveryQueue {
     /// Deliberately not the directory's current route: a drain must not move where an
     /// idempotency key is remembered. Workers route by the directory at delivery time.
     pub fn partition_for(&self, target: &[u8]) -> &Partition {
-        &self.inner.partitions[self.partition_index(target)]
-    }
-
-    fn partition_index(&self, target: &[u8]) -> usize {
         let home = self.inner.placement.home(target).get();
-        home.min(self.inner.partitions.len() - 1)
+        &self.inner.partitions[home.min(self.inner.partitions.len() - 1)]
     }
 
     /// The partition of a delivery id, if the id is well formed and names a known cell.
@@ -170,13 +148,23 @@ impl DeliveryQueue {
         mut request: StoredRequest,
     ) -> Result<Accepted, EnqueueError> {
         let started = Instant::now();
-        let index = self.partition_index(&request.target);
-        let p = &self.inner.partitions[index];
+        let p = self.partition_for(&request.target);
         let id = keys::new_id(p.cell());
         let idem_key = client_key.map(|k| p.idempotency(sender, k.as_bytes()));
         request.idempotency_key = client_key.map_or_else(|| id.clone(), str::to_owned);
-        let result = self.inner.admissions[index]
-            .enqueue(id.clone(), idem_key, request)
+        let result = self
+            .inner
+            .store
+            .enqueue(
+                p,
+                &id,
+                now_ms(),
+                self.inner.config.max_pending,
+                idem_key
+                    .as_deref()
+                    .map(|k| (k, self.inner.config.retention)),
+                &request,
+            )
             .await;
         let m = &self.inner.metrics;
         match result {

@@ -7,8 +7,7 @@
 //! | a cell down for 20 s under 5,000 async requests: all delivered once per key, no attempt burnt while its breaker is open | `outage.rs` |
 //! | a gateway SIGKILLed mid-delivery: another claims its work, nothing lost | `crash.rs` |
 //! | a gateway SIGKILLed with outcomes not yet recorded: those entries are delivered again | `lost_outcomes.rs` |
-//! | batched enqueue, take and outcome scripts: each entry judged alone, stale outcomes refused, delivered records compact | `batch.rs` |
-//! | group commit: enqueues arriving together share script calls; one given up before its batch was sent is never written | `admission.rs` |
+//! | batched take and outcome scripts: each entry judged alone, stale outcomes refused; delivered records rewritten compact | `batch.rs` |
 //! | Redis (AOF, `appendfsync always`) killed and restarted under load: every 202 delivered, 503 while down | `redis_restart.rs` |
 //! | Redis frozen: 503 `queue_unavailable` within the Redis timeout, never 202 | `redis_down.rs` |
 //! | `max_pending` and `max_body`: 503 `queue_full`, 413 `payload_too_large` | `backpressure.rs` |
@@ -18,8 +17,6 @@
 //! The tests run one at a time (see `support::serial`) and wait on conditions with deadlines.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-#[path = "delivery/admission.rs"]
-mod admission;
 #[path = "delivery/backpressure.rs"]
 mod backpressure;
 #[path = "delivery/batch.rs"]

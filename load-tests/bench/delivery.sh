@@ -39,6 +39,8 @@
 #     inside Lua scripts count, as Redis counts them; INFO and this script's own ZCARD polls
 #     are left out), EVALSHA (one per state transition) apart, with the full breakdown, and
 #     Redis's time per message: in scripts, in the commands they run, in the rest;
+#   - Redis's own stalls (its latency monitor, threshold 2 ms: LATENCY LATEST per event, e.g.
+#     `fork` and `aof-write` around an automatic AOF rewrite, `command` for a slow script);
 #   - Redis memory added per delivered message (delivered records are kept for `retention`);
 #   - CPU seconds of Redis, the gateway and the echo cells over the round (from /proc), per
 #     delivered message too, a `top` snapshot in the middle of the load, and the load
@@ -49,6 +51,9 @@
 # deploy/cellgate.toml), VISIBILITY_TIMEOUT ("30s", the default), DRAIN_TIMEOUT (120 s),
 # CELLGATE=<binary> runs that build instead of building this tree (to compare builds).
 # REDIS_ARGS: more redis-server options (e.g. "--auto-aof-rewrite-percentage 0").
+# ECHO_THREADS (1): worker threads of each echo cell. The cells stand in for backends on
+# other machines; with one thread each, three of them add 3 runnable threads to this
+# machine's 2 cores rather than 6.
 # KEEP_WORK=1 keeps the work directory (configs, logs, wrk output, commandstats); it is also
 # kept when a run fails or is interrupted.
 # PROFILE=1 also samples the gateway and Redis with `perf record` for the middle half of the
@@ -68,6 +73,7 @@ WARMUP=${WARMUP:-2s}
 REDIS_TIMEOUT=${REDIS_TIMEOUT:-10ms}
 VISIBILITY_TIMEOUT=${VISIBILITY_TIMEOUT:-30s}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-120}
+ECHO_THREADS=${ECHO_THREADS:-1}
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 for tool in wrk redis-server redis-cli curl python3; do
@@ -103,7 +109,7 @@ echo_pids=()
 echo_ports=()
 for i in 1 2 3; do
   port=$(free_port)
-  "$bin" echo-cell --name "cell-$i" --instance "cell$i-a" --listen "127.0.0.1:$port" \
+  "$bin" --worker-threads "$ECHO_THREADS" echo-cell --name "cell-$i" --instance "cell$i-a" --listen "127.0.0.1:$port" \
     >"$work/echo-$i.log" 2>&1 &
   pids+=($!)
   echo_pids+=($!)

@@ -28,26 +28,22 @@ pub struct StoredRequest {
 }
 
 impl StoredRequest {
-    /// How many name, value pairs [`write_fields`](Self::write_fields) appends.
-    pub(crate) const FIELD_PAIRS: usize = 7;
-
     /// Appends the record fields (name, value pairs) to a script invocation.
     pub(crate) fn write_fields(&self, inv: &mut ScriptInvocation<'_>) {
-        for (name, value) in self.fields() {
-            inv.arg(name).arg(value);
-        }
-    }
-
-    fn fields(&self) -> [(&'static str, &[u8]); Self::FIELD_PAIRS] {
-        [
-            ("method", self.method.as_bytes()),
-            ("uri", self.uri.as_bytes()),
-            ("headers", &self.headers),
-            ("body", &self.body),
-            ("target", &self.target),
-            ("idem", self.idempotency_key.as_bytes()),
-            ("traceparent", self.traceparent.as_bytes()),
-        ]
+        inv.arg("method")
+            .arg(&self.method)
+            .arg("uri")
+            .arg(&self.uri)
+            .arg("headers")
+            .arg(&self.headers[..])
+            .arg("body")
+            .arg(&self.body[..])
+            .arg("target")
+            .arg(&self.target[..])
+            .arg("idem")
+            .arg(&self.idempotency_key)
+            .arg("traceparent")
+            .arg(&self.traceparent);
     }
 }
 

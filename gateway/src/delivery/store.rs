@@ -21,12 +21,10 @@ use super::record::{Record, StoredRequest};
 
 mod work;
 
-use work::array;
-
 pub use work::{Outcome, OutcomeKind, Reader, Settled, TAKE_REPLY_BYTES, Take, TakeRequest, Token};
 
 /// Why a queue operation failed.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     /// Redis did not answer within the timeout, refused, or the connection failed.
     #[error("{0}")]
@@ -48,18 +46,6 @@ pub enum Enqueued {
     Duplicate(String),
     /// The partition is at `max_pending`.
     Full,
-}
-
-/// A delivery to store, for [`QueueStore::enqueue_batch`].
-#[derive(Debug, Clone, Copy)]
-pub struct NewEntry<'a> {
-    /// Its delivery id, naming the partition.
-    pub id: &'a str,
-    /// Its idempotency index key and how long the acceptance is remembered, when the
-    /// request has an `Idempotency-Key`.
-    pub idempotency: Option<(&'a str, Duration)>,
-    /// What to deliver.
-    pub request: &'a StoredRequest,
 }
 
 /// Depth figures of one partition.
@@ -172,8 +158,10 @@ impl QueueStore {
     }
 
     /// Stores `request` as delivery `id` of partition `p`, unless `p` holds `max_pending`
-    /// entries or `idempotency` (index key, retention) names an earlier acceptance: a batch
-    /// of one (see [`enqueue_batch`](Self::enqueue_batch)).
+    /// entries or `idempotency` (index key, retention) names an earlier acceptance.
+    ///
+    /// Never retried internally: a write whose answer was lost may have happened, and only
+    /// the client (with its idempotency key) can safely try again.
     ///
     /// # Errors
     /// [`QueueError::Unavailable`] when Redis did not confirm within the timeout.
@@ -186,91 +174,30 @@ impl QueueStore {
         idempotency: Option<(&str, Duration)>,
         request: &StoredRequest,
     ) -> Result<Enqueued, QueueError> {
-        let entry = NewEntry {
-            id,
-            idempotency,
-            request,
-        };
-        let mut answers = self
-            .enqueue_batch(p, std::slice::from_ref(&entry), now_ms, max_pending)
-            .await?;
-        answers
-            .pop()
-            .unwrap_or_else(|| Err(QueueError::Corrupt("enqueue: no answer".into())))
-    }
-
-    /// Stores a batch of deliveries of partition `p` in one script call, each judged on its
-    /// own and in order: refused as [`Enqueued::Full`] once `p` holds `max_pending` entries,
-    /// a [`Enqueued::Duplicate`] when its idempotency index names an earlier acceptance
-    /// (also one earlier in the batch). One answer per entry, in order; an entry's error is
-    /// a replication wait that failed (its write happened, and is delivered).
-    ///
-    /// Never retried internally: a write whose answer was lost may have happened, and only
-    /// the client (with its idempotency key) can safely try again.
-    ///
-    /// # Errors
-    /// [`QueueError::Unavailable`] when Redis did not answer within the timeout: nothing of
-    /// the batch is known to be stored.
-    pub async fn enqueue_batch(
-        &self,
-        p: &Partition,
-        entries: &[NewEntry<'_>],
-        now_ms: u64,
-        max_pending: u64,
-    ) -> Result<Vec<Result<Enqueued, QueueError>>, QueueError> {
-        if entries.is_empty() {
-            return Ok(Vec::new());
-        }
         let started = std::time::Instant::now();
+        let record = p.record(id);
         let mut inv = self.inner.enqueue.prepare_invoke();
-        partition_keys(&mut inv, p);
-        inv.arg(now_ms)
-            .arg(max_pending)
-            .arg(StoredRequest::FIELD_PAIRS);
-        for e in entries {
-            let record = p.record(e.id);
-            inv.key(&record);
-            inv.key(e.idempotency.map_or(record.as_str(), |(key, _)| key));
-            inv.arg(e.id);
-            match e.idempotency {
-                Some((_, ttl)) => inv.arg(millis(ttl)),
-                None => inv.arg(""),
-            };
-            e.request.write_fields(&mut inv);
-        }
-        let reply: Value = self.inner.front.invoke("enqueue", &inv).await?;
-        let replies = array(reply, "enqueue")?;
-        if replies.len() != entries.len() {
-            return Err(QueueError::Corrupt(format!(
-                "enqueue: {} answers for {} entries",
-                replies.len(),
-                entries.len()
-            )));
-        }
-        let answers = replies
-            .into_iter()
-            .map(parse_enqueued)
-            .collect::<Result<Vec<_>, _>>()?;
-        // A duplicate waits too: the first write's replication may still be under way.
-        let replication = if answers.iter().any(|a| *a != Enqueued::Full) {
-            self.replicated(p, started).await
-        } else {
-            Ok(())
+        keys(&mut inv, p, &record);
+        inv.key(idempotency.map_or(record.as_str(), |(key, _)| key));
+        inv.arg(id).arg(now_ms).arg(max_pending);
+        match idempotency {
+            Some((_, ttl)) => inv.arg(millis(ttl)),
+            None => inv.arg(""),
         };
-        Ok(answers
-            .into_iter()
-            .map(|a| match (&replication, a) {
-                (_, Enqueued::Full) => Ok(Enqueued::Full),
-                (Ok(()), a) => Ok(a),
-                (Err(e), _) => Err(e.clone()),
-            })
-            .collect())
-    }
-
-    /// How long a call made on behalf of a request may take (`[redis].timeout`, or
-    /// `[delivery].enqueue_timeout`).
-    pub fn request_timeout(&self) -> Duration {
-        self.inner.front.timeout
+        request.write_fields(&mut inv);
+        let reply: Vec<String> = self.inner.front.invoke("enqueue", &inv).await?;
+        let answer = match reply.first().map(String::as_str) {
+            Some("ok") => Enqueued::Accepted,
+            Some("full") => return Ok(Enqueued::Full),
+            Some("dup") => reply
+                .get(1)
+                .map(|id| Enqueued::Duplicate(id.clone()))
+                .ok_or_else(|| QueueError::Corrupt("enqueue: dup without id".into()))?,
+            _ => return Err(QueueError::Corrupt(format!("enqueue: {reply:?}"))),
+        };
+        // A duplicate waits too: the first write's replication may still be under way.
+        self.replicated(p, started).await?;
+        Ok(answer)
     }
 
     /// Waits, within what is left of the enqueue budget, until `wait_replicas` replicas
@@ -578,21 +505,6 @@ fn partition_keys(inv: &mut ScriptInvocation<'_>, p: &Partition) {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// One entry's answer of `enqueue.lua`.
-fn parse_enqueued(v: Value) -> Result<Enqueued, QueueError> {
-    let items = array(v, "enqueue")?;
-    match items.first().and_then(as_text).as_deref() {
-        Some("ok") => Ok(Enqueued::Accepted),
-        Some("full") => Ok(Enqueued::Full),
-        Some("dup") => items
-            .get(1)
-            .and_then(as_text)
-            .map(Enqueued::Duplicate)
-            .ok_or_else(|| QueueError::Corrupt("enqueue: dup without id".into())),
-        _ => Err(QueueError::Corrupt(format!("enqueue: {items:?}"))),
-    }
 }
 
 fn as_text(v: &Value) -> Option<String> {

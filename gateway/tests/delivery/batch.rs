@@ -7,7 +7,7 @@ use bytes::Bytes;
 use gateway::delivery::keys::{Partition, new_id};
 use gateway::delivery::record::StoredRequest;
 use gateway::delivery::store::{
-    Enqueued, NewEntry, Outcome, OutcomeKind, QueueStore, Reader, Settled, TAKE_REPLY_BYTES, Take,
+    Enqueued, Outcome, OutcomeKind, QueueStore, Reader, Settled, TAKE_REPLY_BYTES, Take,
     TakeRequest, Token,
 };
 use test_support::{RedisServer, Resp};
@@ -444,71 +444,4 @@ fn a_delivered_record_is_rewritten_compact_with_what_status_shows() {
             .unwrap()
             .ends_with("cell-1 answered 200")
     );
-}
-
-#[test]
-fn an_enqueue_batch_judges_each_entry_alone() {
-    let _serial = serial();
-    let f = Fixture::new();
-    let request = |target: &str| StoredRequest {
-        method: "POST".into(),
-        uri: "/orders".into(),
-        headers: b"content-type: text/plain\r\n".to_vec(),
-        body: Bytes::from_static(b"hello"),
-        target: target.as_bytes().to_vec(),
-        idempotency_key: format!("key-{target}"),
-        traceparent: String::new(),
-    };
-    let ids: Vec<String> = (0..5).map(|_| new_id(f.p.cell())).collect();
-    let idem = |k: &str| format!("{{dq:cell-1}}:idem:{k}");
-    let (k1, k2) = (idem("k1"), idem("k2"));
-    let ttl = Duration::from_secs(60);
-    let requests: Vec<StoredRequest> = ["a", "b", "c", "d", "e"].map(request).into();
-    let entry = |i: usize, key: Option<&'static str>| NewEntry {
-        id: &ids[i],
-        idempotency: key.map(|k| (if k == "k1" { k1.as_str() } else { k2.as_str() }, ttl)),
-        request: &requests[i],
-    };
-    // Room for three: a (k1), b (k1 again: a duplicate of a, taking no room), c, d (k2),
-    // then e finds the partition full.
-    let batch = [
-        entry(0, Some("k1")),
-        entry(1, Some("k1")),
-        entry(2, None),
-        entry(3, Some("k2")),
-        entry(4, None),
-    ];
-    let answers =
-        f.rt.block_on(f.store.enqueue_batch(&f.p, &batch, NOW, 3))
-            .unwrap();
-    let answers: Vec<Enqueued> = answers.into_iter().map(Result::unwrap).collect();
-    assert_eq!(
-        answers,
-        [
-            Enqueued::Accepted,
-            Enqueued::Duplicate(ids[0].clone()),
-            Enqueued::Accepted,
-            Enqueued::Accepted,
-            Enqueued::Full,
-        ]
-    );
-    assert_eq!(redis_int(&f.redis, &["ZCARD", "{dq:cell-1}:live"]), 3);
-    assert_eq!(f.stream_len(), 3);
-    for (i, stored) in [(0, true), (1, false), (2, true), (3, true), (4, false)] {
-        let key = format!("{{dq:cell-1}}:d:{}", ids[i]);
-        assert_eq!(
-            redis_int(&f.redis, &["EXISTS", &key]) == 1,
-            stored,
-            "entry {i}"
-        );
-    }
-    let target = |i: usize| format!("{{dq:cell-1}}:d:{}", ids[i]);
-    match f.redis.command(&["HGET", &target(3), "target"]).unwrap() {
-        Resp::Bulk(Some(b)) => assert_eq!(b, b"d"),
-        other => panic!("{other:?}"),
-    }
-    match f.redis.command(&["GET", &k2]).unwrap() {
-        Resp::Bulk(Some(b)) => assert_eq!(String::from_utf8(b).unwrap(), ids[3]),
-        other => panic!("{other:?}"),
-    }
 }

@@ -438,7 +438,7 @@ impl Reader {
     }
 }
 
-pub(super) fn array(v: Value, what: &str) -> Result<Vec<Value>, QueueError> {
+fn array(v: Value, what: &str) -> Result<Vec<Value>, QueueError> {
     match v {
         Value::Array(items) => Ok(items),
         other => Err(QueueError::Corrupt(format!("{what}: {other:?}"))),
