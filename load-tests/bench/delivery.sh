@@ -51,6 +51,7 @@
 # deploy/cellgate.toml), VISIBILITY_TIMEOUT ("30s", the default), DRAIN_TIMEOUT (120 s),
 # CELLGATE=<binary> runs that build instead of building this tree (to compare builds).
 # REDIS_ARGS: more redis-server options (e.g. "--auto-aof-rewrite-percentage 0").
+# GATEWAY_THREADS: worker threads of the gateway (default: one per core).
 # ECHO_THREADS (1): worker threads of each echo cell. The cells stand in for backends on
 # other machines; with one thread each, three of them add 3 runnable threads to this
 # machine's 2 cores rather than 6.
@@ -236,7 +237,7 @@ max_pending = 10000000
 visibility_timeout = "$VISIBILITY_TIMEOUT"
 TOML
     mkdir -p "$work/state-$name"
-    CELLGATE_LOG=warn "$bin" serve --config "$work/$name.toml" >"$work/$name.log" 2>&1 &
+    CELLGATE_LOG=warn "$bin" ${GATEWAY_THREADS:+--worker-threads "$GATEWAY_THREADS"} serve --config "$work/$name.toml" >"$work/$name.log" 2>&1 &
     gw_pid=$!
     pids+=("$gw_pid")
     wait_until gateway curl -fsS "http://127.0.0.1:$admin_port/readyz"

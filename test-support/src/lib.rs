@@ -35,6 +35,7 @@ mod child;
 mod echo_cell;
 mod gateway;
 pub mod http;
+pub mod latency;
 mod launch;
 mod port;
 mod redis;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use test_support::{EchoCell, Gateway, RedisCluster, RedisServer, wait_until};
+use test_support::{EchoCell, Gateway, RedisCluster, RedisServer, latency, wait_until};
 
 /// The tests of this file each run Redis, three cells and up to two gateways, and some
 /// measure latency: running them one at a time keeps a 2-core machine from being the noise.
@@ -342,24 +342,34 @@ fn redis_stopped_gateways_keep_routing_and_converge_after() {
         .iter()
         .filter(|s| s.started > warm && s.started < stopped)
         .collect();
+    let samples = |seen: &[&Seen]| -> Vec<(Instant, Duration)> {
+        seen.iter().map(|s| (s.started, s.latency)).collect()
+    };
     let (before_slices, during_slices) = (
-        slices(&before, warm, stopped),
-        slices(&measured_during, stopped, measured),
+        latency::slices(&samples(&before), warm, stopped, 3),
+        latency::slices(&samples(&measured_during), stopped, measured, 3),
     );
-    let (p99_before, p99_during) = (median_p99(&before_slices), median_p99(&during_slices));
-    println!(
-        "slices (requests, p99) before the outage {before_slices:?}, during {during_slices:?}"
+    println!("slices before the outage {before_slices:?}, during {during_slices:?}");
+    for slice in before_slices.iter().chain(&during_slices) {
+        assert!(
+            slice.requests > 100,
+            "too little traffic in a slice (requests stalled?): {slice:?}"
+        );
+    }
+    // A hiccup of the shared machine (every process stalls at once) lifts one slice's p99,
+    // while a wait on Redis on the request path would lift all three.
+    let (p99_before, p99_during) = (
+        latency::median_p99(&before_slices),
+        latency::median_p99(&during_slices),
     );
     println!("p99 before the outage {p99_before:?}, during {p99_during:?}");
     // Paced clients send ~1,200 requests a slice; a hiccup costs a few percent of them, a
     // request path waiting on the stopped Redis (up to the 1 s store timeout) most of them.
-    let mut counts = before_slices.map(|(n, _)| n);
-    counts.sort_unstable();
-    for (n, _) in during_slices {
+    let usual = latency::median_rate(&before_slices);
+    for slice in &during_slices {
         assert!(
-            n * 10 >= counts[1] * 7,
-            "requests stalled while Redis was stopped: {n} in a slice, {} before",
-            counts[1]
+            slice.rate() >= usual * 0.7,
+            "requests stalled while Redis was stopped: {slice:?}, {usual:.0}/s before"
         );
     }
     assert!(
@@ -378,41 +388,6 @@ fn redis_stopped_gateways_keep_routing_and_converge_after() {
     wait_until(Duration::from_secs(2), "B follows after recovery", || {
         cell_state(b, "cell-3").0 == "active"
     });
-}
-
-/// Requests and p99 latency in each of three equal slices of `[from, to)`.
-fn slices(seen: &[&Seen], from: Instant, to: Instant) -> [(usize, Duration); 3] {
-    let third = (to - from) / 3;
-    [0u32, 1, 2].map(|i| {
-        let (a, b) = (from + third * i, from + third * (i + 1));
-        let slice: Vec<&Seen> = seen
-            .iter()
-            .filter(|s| s.started >= a && s.started < b)
-            .copied()
-            .collect();
-        assert!(
-            slice.len() > 100,
-            "too little traffic in a slice (requests stalled?): {}",
-            slice.len()
-        );
-        (slice.len(), p99(&slice))
-    })
-}
-
-/// The median of the slices' p99s: a hiccup of the shared machine (every process stalls at
-/// once) lifts one slice's p99, while a wait on Redis on the request path would lift all
-/// three. A wait confined to one slice is caught by the request counts instead: the clients
-/// are paced, so a stall shows as missing requests.
-fn median_p99(slices: &[(usize, Duration); 3]) -> Duration {
-    let mut p99s = slices.map(|(_, p99)| p99);
-    p99s.sort_unstable();
-    p99s[1]
-}
-
-fn p99(seen: &[&Seen]) -> Duration {
-    let mut latencies: Vec<Duration> = seen.iter().map(|s| s.latency).collect();
-    latencies.sort_unstable();
-    latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)]
 }
 
 #[test]
