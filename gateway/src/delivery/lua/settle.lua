@@ -24,8 +24,8 @@ for i = 1, (#ARGV - 1) / 9 do
     ARGV[base + 4], ARGV[base + 5]
   local a, b, c, d = ARGV[base + 6], ARGV[base + 7], ARGV[base + 8], ARGV[base + 9]
   -- 4.. are what a delivered record keeps of the stored request (see below).
-  local r = redis.call('HMGET', rec, 'state', 'attempts', 'history', 'created_ms', 'since_ms',
-    'method', 'uri', 'idem', 'idem_key')
+  local r = redis.call('HMGET', rec, 'state', 'attempts', 'history', 'created_ms', 'method',
+    'uri', 'idem')
   local state = r[1]
   local current = state == 'delivering' and tonumber(r[2]) == tonumber(attempt)
   if kind == 'ok' then
@@ -40,16 +40,18 @@ for i = 1, (#ARGV - 1) / 9 do
         redis.call('ZREM', KEYS[3], id)
         redis.call('ZREM', KEYS[4], id)
       end
-      -- Delivered: the stored request is no longer needed (method and path stay), nor are
-      -- the retry and dead-letter fields; the history keeps earlier errors, the record no
-      -- longer reports one. The record is written anew rather than trimmed: a hash that
-      -- once held the body keeps Redis's large encoding after its fields are deleted (about
-      -- 1.1 KB for a 256-byte body), a new one of the small fields is compact (about
-      -- 0.4 KB), and delivered records are kept for the retention.
+      -- Delivered: the record keeps what a status lookup shows. The stored request is no
+      -- longer needed (method and path stay), nor are the retry and dead-letter fields, the
+      -- admission time (`since_ms`, for max_age) or the idempotency index key (for a purge
+      -- of a dead letter); the history keeps earlier errors, the record no longer reports
+      -- one. It is written anew rather than trimmed: a hash that once held the body keeps
+      -- Redis's large encoding after its fields are deleted (about 1.1 KB for a 256-byte
+      -- body), a new one of short fields is compact (about 0.35 KB), and delivered records
+      -- are kept for the retention.
       local fields = {'state', 'delivered', 'attempts', r[2] or attempt, 'delivered_ms', at,
         'updated_ms', at, 'status', a, 'cell', b,
         'history', appended(r[3], at .. '\t' .. attempt .. '\t' .. b .. ' answered ' .. a)}
-      for k, name in ipairs({'created_ms', 'since_ms', 'method', 'uri', 'idem', 'idem_key'}) do
+      for k, name in ipairs({'created_ms', 'method', 'uri', 'idem'}) do
         if r[3 + k] then
           fields[#fields + 1] = name
           fields[#fields + 1] = r[3 + k]
