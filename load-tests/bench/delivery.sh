@@ -51,7 +51,10 @@
 # deploy/cellgate.toml), VISIBILITY_TIMEOUT ("30s", the default), DRAIN_TIMEOUT (120 s),
 # CELLGATE=<binary> runs that build instead of building this tree (to compare builds).
 # REDIS_ARGS: more redis-server options (e.g. "--auto-aof-rewrite-percentage 0").
-# GATEWAY_THREADS: worker threads of the gateway (default: one per core).
+# GATEWAY_THREADS (1): worker threads of the gateway ('' = one per core). The gateway needs
+# about half a core at 5,000 messages/s; on these 2 shared cores a second worker thread cost
+# 18% more gateway CPU per message (cross-thread wake-ups) and competed with Redis's single
+# thread: with it, the enqueue p99 was 0.5 ms higher and 503s more frequent (docs/delivery.md).
 # ECHO_THREADS (1): worker threads of each echo cell. The cells stand in for backends on
 # other machines; with one thread each, three of them add 3 runnable threads to this
 # machine's 2 cores rather than 6.
@@ -75,6 +78,7 @@ REDIS_TIMEOUT=${REDIS_TIMEOUT:-10ms}
 VISIBILITY_TIMEOUT=${VISIBILITY_TIMEOUT:-30s}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-120}
 ECHO_THREADS=${ECHO_THREADS:-1}
+GATEWAY_THREADS=${GATEWAY_THREADS-1}
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 for tool in wrk redis-server redis-cli curl python3; do
