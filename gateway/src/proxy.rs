@@ -22,8 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{CONTENT_LENGTH, RETRY_AFTER};
-use http::uri::{PathAndQuery, Scheme};
-use http::{HeaderValue, Request, Response, Uri, Version};
+use http::{HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 use tracing::{Instrument, Level, Span, debug, field, warn};
@@ -392,9 +391,11 @@ impl Inner {
             };
             let upstream = &cell.upstreams()[index];
             span.record("upstream", field::display(upstream.authority()));
+            // The request goes as the client sent it (origin-form): the pool dials its
+            // upstream and supplies `Host` when the request has none.
             let request = match first.take() {
                 Some((parts, body)) => {
-                    upstream_request(parts, upstream, LimitedBody::new(body, self.max_body))
+                    Request::from_parts(parts, LimitedBody::new(body, self.max_body))
                 }
                 None => match &spare {
                     Some((method, uri, headers)) => {
@@ -408,12 +409,11 @@ impl Inner {
                             &X_REQUEST_DEADLINE_MS,
                             HeaderValue::from(u64::try_from(left.as_millis()).unwrap_or(u64::MAX)),
                         );
-                        let (parts, body) = retry.into_parts();
-                        upstream_request(parts, upstream, body)
+                        retry
                     }
                     None => return Err(ErrorCode::UpstreamError.into()),
                 },
-            }?;
+            };
 
             let (attempt_result, done) = send_attempt(
                 c,
@@ -634,22 +634,6 @@ fn classify(
             detail: None,
         },
     }
-}
-
-/// Points the request at `upstream` (absolute-form URI for the pool) with `body`.
-fn upstream_request(
-    mut parts: http::request::Parts,
-    upstream: &upstream::Upstream,
-    body: LimitedBody,
-) -> Result<Request<LimitedBody>, Refusal> {
-    let mut uri = std::mem::take(&mut parts.uri).into_parts();
-    uri.scheme = Some(Scheme::HTTP);
-    uri.authority = Some(upstream.authority().clone());
-    if uri.path_and_query.is_none() {
-        uri.path_and_query = Some(PathAndQuery::from_static("/"));
-    }
-    parts.uri = Uri::from_parts(uri).map_err(|_| Refusal::from(ErrorCode::UpstreamError))?;
-    Ok(Request::from_parts(parts, body))
 }
 
 /// The request's time budget: the route timeout, shortened by a client's

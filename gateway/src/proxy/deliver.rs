@@ -14,10 +14,10 @@ use http::{HeaderValue, Method, Request, Version};
 use http_body_util::BodyExt as _;
 use tokio::time::Instant;
 
+use super::Proxy;
 use super::body::{InFlightGuard, LimitedBody};
 use super::headers::{IDEMPOTENCY_KEY, TRACEPARENT, X_CELL, X_REQUEST_DEADLINE_MS};
 use super::trace_context::TraceParent;
-use super::{Proxy, upstream_request};
 use crate::control::now_ms;
 use crate::delivery::record::{StoredRequest, decode_headers};
 use crate::proxy::upstream::Cell;
@@ -129,12 +129,6 @@ impl Proxy {
         // A stored request that no longer builds (it was valid when accepted) fails like a
         // broken exchange, and runs out of attempts into the DLQ where an operator sees it.
         let Ok(req) = build(request, cell, id, attempt, trace, inner.request_timeout) else {
-            drop(permit);
-            tracing::warn!(id, "stored request is not a valid HTTP request");
-            return Sent::Failed("upstream_error");
-        };
-        let (parts, body) = req.into_parts();
-        let Ok(req) = upstream_request(parts, upstream, body) else {
             drop(permit);
             tracing::warn!(id, "stored request is not a valid HTTP request");
             return Sent::Failed("upstream_error");
