@@ -18,6 +18,7 @@ use futures_util::FutureExt as _;
 use http::{Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
@@ -218,14 +219,34 @@ async fn write_all(io: &TcpStream, buf: &[u8]) -> io::Result<()> {
 }
 
 /// Reads what the socket has into `buf`; `Ok(0)` at the end of the stream.
+///
+/// A read that leaves room in `buf` has drained the socket, so it also clears the socket's
+/// readiness, as tokio's own `poll_read` does: the connection then idles in the pool marked
+/// not readable, and [`Conn::survived_idle`] needs no syscall to find it alive. Left marked,
+/// every checkout would pay a `recv` that only says `EAGAIN`.
 fn poll_fill(io: &TcpStream, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
     if buf.capacity() - buf.len() < READ_SIZE / 4 {
         buf.reserve(READ_SIZE);
     }
     loop {
-        match io.try_read_buf(buf) {
+        let room = buf.capacity() - buf.len();
+        let mut drained = None;
+        // `try_io` clears readiness when its closure says `WouldBlock`; a short read says so
+        // and hands its count back through `drained`. The clear is skipped if the driver saw
+        // a newer event meanwhile, so no arrival is lost.
+        let read = io.try_io(Interest::READABLE, || match io.try_read_buf(buf) {
+            Ok(n) if n > 0 && n < room => {
+                drained = Some(n);
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+            other => other,
+        });
+        match read {
             Ok(n) => return Poll::Ready(Ok(n)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if let Some(n) = drained {
+                    return Poll::Ready(Ok(n));
+                }
                 ready!(io.poll_read_ready(cx))?;
             }
             Err(e) => return Poll::Ready(Err(e)),
