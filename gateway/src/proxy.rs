@@ -17,7 +17,6 @@ pub mod server;
 pub mod trace_context;
 pub mod upstream;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +33,7 @@ use crate::metrics::{ErrorMetrics, Metrics};
 use body::{IdleTimeout, InFlightGuard, LimitedBody, ProxyBody, RequestBodyError};
 use error::{ErrorCode, respond};
 use headers::{
-    IDEMPOTENCY_KEY, TRACEPARENT, X_CELL, X_PRIORITY, X_REQUEST_DEADLINE_MS, X_REQUEST_ID,
+    Client, IDEMPOTENCY_KEY, TRACEPARENT, X_CELL, X_PRIORITY, X_REQUEST_DEADLINE_MS, X_REQUEST_ID,
     add_forwarded, header_bytes, strip_hop_by_hop,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -138,7 +137,7 @@ impl Proxy {
     }
 
     /// Proxies one request. Never fails: every error becomes a gateway-made response.
-    pub async fn handle(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<ProxyBody> {
+    pub async fn handle(&self, req: Request<Incoming>, client: &Client) -> Response<ProxyBody> {
         let start = Instant::now();
         let request_id = request_id::request_id(req.headers().get(&X_REQUEST_ID));
         // An `info` span only when it is exported: under the default `info` log filter a
@@ -154,7 +153,7 @@ impl Proxy {
         let trace = crate::telemetry::join_trace(&span, incoming);
         let mut response = self
             .inner
-            .forward(req, remote, start, &request_id, &span, trace)
+            .forward(req, client, start, &request_id, &span, trace)
             .instrument(span.clone())
             .await;
         response.headers_mut().insert(&X_REQUEST_ID, request_id);
@@ -171,7 +170,7 @@ impl Inner {
     async fn forward(
         &self,
         req: Request<Incoming>,
-        remote: SocketAddr,
+        client: &Client,
         start: Instant,
         request_id: &HeaderValue,
         span: &Span,
@@ -200,7 +199,7 @@ impl Inner {
         // 1. Routing key.
         let key = match self
             .keys
-            .extract(&parts.headers, parts.uri.query(), remote.ip())
+            .extract(&parts.headers, parts.uri.query(), client.ip())
         {
             Ok(key) => key,
             Err(KeyError::Missing) => return fail(ErrorCode::MissingRoutingKey),
@@ -227,7 +226,7 @@ impl Inner {
         let verdict = self
             .limits
             .as_ref()
-            .map(|l| l.check(&key, remote.ip(), &parts.headers, cell.name()));
+            .map(|l| l.check(&key, client.ip(), &parts.headers, cell.name()));
         // Async requests need the sender's key after the headers are rewritten: copy it, on
         // that path only.
         let sender = self
@@ -260,7 +259,7 @@ impl Inner {
 
         if let Some((queue, sender)) = sender {
             let mut response = match self
-                .enqueue(queue, parts, body, &sender, remote.ip(), request_id, trace)
+                .enqueue(queue, parts, body, &sender, client, request_id, trace)
                 .await
             {
                 Ok(response) => response,
@@ -273,7 +272,7 @@ impl Inner {
         }
 
         let mut response = match self
-            .to_cell(cell, parts, body, remote, start, span, request_id, trace)
+            .to_cell(cell, parts, body, client, start, span, request_id, trace)
             .await
         {
             Ok(response) => response,
@@ -316,7 +315,7 @@ impl Inner {
         cell: &Cell,
         mut parts: http::request::Parts,
         body: Incoming,
-        remote: SocketAddr,
+        client: &Client,
         start: Instant,
         span: &Span,
         request_id: &HeaderValue,
@@ -350,7 +349,10 @@ impl Inner {
 
         let headers = &mut parts.headers;
         strip_hop_by_hop(headers);
-        add_forwarded(headers, remote.ip());
+        // Room for the fields added below at once: the map grows once, not once per power of
+        // two it passes.
+        headers.reserve(6);
+        add_forwarded(headers, client);
         headers.insert(&X_REQUEST_ID, request_id.clone());
         headers.insert(&X_CELL, cell.header().clone());
         headers.insert(&TRACEPARENT, trace.to_header());

@@ -1,7 +1,6 @@
 //! The async side of the data plane: `Prefer: respond-async` requests are stored in the
 //! delivery queue and answered `202`; `GET /_cellgate/deliveries/<id>` reports on them.
 
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
@@ -14,7 +13,7 @@ use tokio::time::Instant;
 use super::body::{LimitedBody, ProxyBody, RequestBodyError, linger};
 use super::error::ErrorCode;
 use super::headers::{
-    IDEMPOTENCY_KEY, TRACEPARENT, X_REQUEST_DEADLINE_MS, X_REQUEST_ID, add_forwarded,
+    Client, IDEMPOTENCY_KEY, TRACEPARENT, X_REQUEST_DEADLINE_MS, X_REQUEST_ID, add_forwarded,
     strip_hop_by_hop,
 };
 use super::routing_key::validate;
@@ -57,7 +56,7 @@ impl Inner {
         mut parts: http::request::Parts,
         body: Incoming,
         sender: &[u8],
-        remote: IpAddr,
+        client: &Client,
         request_id: &HeaderValue,
         trace: TraceParent,
     ) -> Result<Response<ProxyBody>, Refused> {
@@ -100,7 +99,7 @@ impl Inner {
         headers.remove(&X_REQUEST_DEADLINE_MS);
         headers.remove(&TRACEPARENT);
         headers.remove(&IDEMPOTENCY_KEY);
-        add_forwarded(headers, remote);
+        add_forwarded(headers, client);
         headers.insert(&X_REQUEST_ID, request_id.clone());
         let request = StoredRequest {
             method: parts.method.as_str().to_owned(),

@@ -29,6 +29,35 @@ pub static X_REQUEST_DEADLINE_MS: HeaderName = HeaderName::from_static("x-reques
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// The client of one connection, its address formatted once for `X-Forwarded-For`: every
+/// request on a keep-alive connection comes from the same address, and formatting it anew
+/// each time cost about a tenth of the gateway's own work per request.
+#[derive(Clone, Debug)]
+pub struct Client {
+    ip: IpAddr,
+    forwarded_for: Option<HeaderValue>,
+}
+
+impl Client {
+    /// The client at `ip`.
+    pub fn new(ip: IpAddr) -> Client {
+        let mut buf = [0u8; 64];
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        // An IPv6 address is at most 45 characters: the buffer cannot overflow.
+        let _ = write!(cursor, "{ip}");
+        let len = usize::try_from(cursor.position()).unwrap_or(0);
+        Client {
+            ip,
+            forwarded_for: HeaderValue::from_bytes(&buf[..len]).ok(),
+        }
+    }
+
+    /// The client's address.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+}
+
 /// Removes hop-by-hop fields: the fixed set plus every field the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass comparing the names they have is cheaper than
@@ -76,20 +105,13 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 ///
 /// The proto is overwritten, not trusted: at the edge, a client-supplied value is a lie
 /// the upstream must not act on.
-pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr) {
+pub fn add_forwarded(headers: &mut HeaderMap, client: &Client) {
     let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prior) if !prior.trim().is_empty() => {
-            HeaderValue::from_str(&format!("{prior}, {client}")).ok()
+            HeaderValue::from_str(&format!("{prior}, {}", client.ip)).ok()
         }
-        // The usual case, on every request: format on the stack, one allocation for the value.
-        _ => {
-            let mut buf = [0u8; 64];
-            let mut cursor = std::io::Cursor::new(&mut buf[..]);
-            // An IPv6 address is at most 45 characters: the buffer cannot overflow.
-            let _ = write!(cursor, "{client}");
-            let len = usize::try_from(cursor.position()).unwrap_or(0);
-            HeaderValue::from_bytes(&buf[..len]).ok()
-        }
+        // The usual case, on every request: the connection's value, shared.
+        _ => client.forwarded_for.clone(),
     };
     if let Some(value) = value {
         headers.insert(&X_FORWARDED_FOR, value);
@@ -148,13 +170,29 @@ mod tests {
     #[test]
     fn forwarded_for_appends() {
         let mut h = HeaderMap::new();
-        add_forwarded(&mut h, "10.0.0.1".parse().unwrap());
+        let client = |ip: &str| Client::new(ip.parse().unwrap());
+        add_forwarded(&mut h, &client("10.0.0.1"));
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1");
-        add_forwarded(&mut h, "10.0.0.2".parse().unwrap());
+        add_forwarded(&mut h, &client("10.0.0.2"));
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 10.0.0.2");
         h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-        add_forwarded(&mut h, "::1".parse().unwrap());
-        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 10.0.0.2, ::1");
+        let v6 = client("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff");
+        add_forwarded(&mut h, &v6);
+        assert_eq!(
+            h[&X_FORWARDED_FOR],
+            "10.0.0.1, 10.0.0.2, 2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"
+        );
+        h.remove(&X_FORWARDED_FOR);
+        add_forwarded(&mut h, &v6);
+        assert_eq!(
+            h[&X_FORWARDED_FOR],
+            "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"
+        );
+        add_forwarded(&mut h, &client("::1"));
+        assert_eq!(
+            h[&X_FORWARDED_FOR],
+            "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff, ::1"
+        );
         assert_eq!(h[&X_FORWARDED_PROTO], "http");
     }
 }

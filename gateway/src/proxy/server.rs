@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -13,6 +14,7 @@ use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
 use super::Proxy;
+use super::headers::Client;
 
 /// Limits of the HTTP/1.1 server side.
 #[derive(Clone, Copy, Debug)]
@@ -62,10 +64,12 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let remote = client_addr(remote);
+        let client = Arc::new(Client::new(remote.ip()));
         let proxy = proxy.clone();
         let service = service_fn(move |req| {
             let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(req, remote).await) }
+            let client = Arc::clone(&client);
+            async move { Ok::<_, Infallible>(proxy.handle(req, &client).await) }
         });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {

@@ -16,6 +16,10 @@ const MAX_HEADERS: usize = 100;
 pub const MAX_HEAD_BYTES: usize = u16::MAX as usize;
 /// Longest chunk-size line (size, extensions, CRLF) and longest trailer section accepted.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
+/// Fields the gateway adds to a response on its way to the client (`X-Cell`, `X-Request-Id`,
+/// `RateLimit-Policy`, `RateLimit`): the parsed map has room for them, so adding them does
+/// not grow it.
+const RESPONSE_ROOM: usize = 4;
 const MAX_TRAILER_BYTES: usize = 16 * 1024;
 
 /// An upstream broke HTTP/1.1 framing. Never shown to clients.
@@ -230,7 +234,7 @@ pub fn parse_response(
             .map(|at| u16::try_from(at).unwrap_or(u16::MAX));
         }
         let head = buf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(count);
+        let mut headers = HeaderMap::with_capacity(count + RESPONSE_ROOM);
         for span in &spans[..count] {
             let [n0, n1, v0, v1] = span.map(usize::from);
             let name = head
