@@ -148,9 +148,10 @@ impl Pool {
     /// Sends `req` on a pooled connection, or a new one, and returns the response head; the
     /// connection rejoins the pool once the response body has been read to its end.
     ///
-    /// A request that a pooled connection turned out to be closed for, before any of it could
-    /// reach the upstream, is sent again once on a new connection; nothing that may have
-    /// reached the upstream is ever retried.
+    /// A request that a pooled connection turned out to be closed for is sent again once, on a
+    /// new connection, when none of it can have reached the upstream (the write failed), or
+    /// when the upstream closed without a byte of answer and the request is safe to repeat (no
+    /// body; an idempotent method or an `Idempotency-Key`). Nothing else is ever retried.
     ///
     /// # Errors
     /// See [`Error`].

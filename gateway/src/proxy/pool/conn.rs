@@ -14,6 +14,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use cell_router::containment::RetryPolicy;
 use futures_util::FutureExt as _;
 use http::{Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
@@ -25,6 +26,7 @@ use tokio::task::JoinHandle;
 use super::h1::{self, BodyKind, ChunkedDecoder, Decoded, RequestFraming};
 use super::{Error, Shared};
 use crate::proxy::body::LimitedBody;
+use crate::proxy::headers::IDEMPOTENCY_KEY;
 
 /// Room kept free for one read: a small response arrives whole.
 const READ_SIZE: usize = 16 * 1024;
@@ -79,15 +81,35 @@ impl Conn {
 
     /// Whether a connection that sat idle can carry a request: the upstream neither closed it
     /// nor sent anything meanwhile, as far as the I/O driver has seen. Costs no syscall unless
-    /// the socket is marked readable. A close that reaches the socket after this is found by
-    /// the read: the request then fails with `Closed` and is not retried, as with hyper's
-    /// client.
+    /// the socket is marked readable. A close the driver has not seen yet is found by the
+    /// read instead: see [`Conn::closed_before_answering`] for which requests then go again.
     pub(super) fn survived_idle(&mut self) -> bool {
         if !self.read.is_empty() {
             return false;
         }
         let mut probe = [0u8; 1];
         matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Whether a failed exchange found a pooled connection closed by the upstream without a
+    /// byte of answer, for a request safe to send again (no body, and an idempotent method or
+    /// an `Idempotency-Key`, the rule of RFC 9110 §9.2.2 that Go's client also follows).
+    ///
+    /// The checkout only sees a close once the I/O driver has noticed it. An upstream that
+    /// closes a connection right after a response, without `Connection: close`, can have its
+    /// close still on the way when the connection is taken again under load. The request
+    /// then meets the end of the stream here instead of at checkout.
+    fn closed_before_answering(&self, error: &Error, parts: &http::request::Parts) -> bool {
+        let closed = match error {
+            Error::Closed => true,
+            Error::Read(e) => e.kind() == io::ErrorKind::ConnectionReset,
+            _ => false,
+        };
+        closed
+            && self.reused
+            && self.read.is_empty()
+            && (RetryPolicy::is_idempotent(parts.method.as_str())
+                || parts.headers.contains_key(&IDEMPOTENCY_KEY))
     }
 
     /// Writes `req` and reads the response head. The connection travels on in the body and
@@ -113,6 +135,8 @@ impl Conn {
             &mut self.write,
         );
         let mut upload = Upload::None;
+        // A bodiless request, kept until the answer begins in case it must go again.
+        let mut replay = None;
         if framing == RequestFraming::Empty {
             if let Err(e) = write_all(&self.io, &self.write).await {
                 // A write that fails at once on a pooled connection means the upstream had
@@ -122,6 +146,7 @@ impl Conn {
                     retry: self.reused.then(|| Request::from_parts(parts, body)),
                 });
             }
+            replay = Some(body);
         } else {
             let mut framer = Framer::new(framing);
             let ended =
@@ -139,7 +164,18 @@ impl Conn {
                     Upload::Running(UploadTask(tokio::spawn(framer.upload(io, body, pending))));
             }
         }
-        let head = poll_fn(|cx| self.poll_head(cx, &parts.method, &mut upload)).await?;
+        let head = match poll_fn(|cx| self.poll_head(cx, &parts.method, &mut upload)).await {
+            Ok(head) => head,
+            Err(error) => {
+                let retry = match replay {
+                    Some(body) if self.closed_before_answering(&error, &parts) => {
+                        Some(Request::from_parts(parts, body))
+                    }
+                    _ => None,
+                };
+                return Err(Failed { error, retry });
+            }
+        };
         let (head, kind, keep_alive) = (head.response, head.body, head.keep_alive);
         let mut body = ResponseBody {
             conn: Some(self),
@@ -235,7 +271,8 @@ fn poll_fill(io: &TcpStream, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<i
         // and hands its count back through `drained`. The clear is skipped if the driver saw
         // a newer event meanwhile, so no arrival is lost.
         let read = io.try_io(Interest::READABLE, || match io.try_read_buf(buf) {
-            Ok(n) if n > 0 && n < room => {
+            // As in tokio: on Windows a short read does not prove the socket drained.
+            Ok(n) if n > 0 && n < room && cfg!(not(windows)) => {
                 drained = Some(n);
                 Err(io::ErrorKind::WouldBlock.into())
             }

@@ -58,19 +58,52 @@ async fn upstream(script: Vec<Act>) -> Upstream {
             }
         });
     }
-    let pool = Pool::new(
+    Upstream {
+        pool: pool_for(addr),
+        accepted,
+        seen,
+    }
+}
+
+fn pool_for(addr: std::net::SocketAddr) -> Pool {
+    Pool::new(
         &addr.to_string().parse().unwrap(),
         PoolConfig {
             connect_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(30),
             max_idle: 8,
         },
-    );
-    Upstream {
-        pool,
-        accepted,
-        seen,
-    }
+    )
+}
+
+/// An upstream on threads of its own: it answers the first request of each connection and
+/// closes the connection `linger` later, without having said it would. Off the runtime, its
+/// close can reach the gateway's socket while the runtime's I/O driver is not looking.
+/// Returns its address and the count of connections it accepted.
+fn closing_upstream(linger: Duration) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let (mut head, mut chunk) = (Vec::new(), [0u8; 1024]);
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = stream.write_all(OK);
+                std::thread::sleep(linger);
+            });
+        }
+    });
+    (addr, accepted)
 }
 
 async fn serve(mut stream: TcpStream, seen: Seen, next: Arc<AtomicUsize>, script: Arc<Vec<Act>>) {
@@ -187,6 +220,45 @@ async fn an_idle_connection_the_upstream_closed_is_replaced() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(fetch(&up.pool, get("/2")).await.unwrap().0, 200);
     assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+}
+
+/// The close the checkout cannot see: it reaches the socket while the runtime is busy (here:
+/// blocked), so the pooled connection still looks open when the next request takes it, and
+/// the request meets the end of the stream instead of an answer. A request that is safe to
+/// send again goes again on a new connection; any other fails, as it may have been acted on.
+#[tokio::test]
+async fn a_close_the_checkout_could_not_see_is_retried_only_for_safe_requests() {
+    let (addr, accepted) = closing_upstream(Duration::from_millis(20));
+    let pool = pool_for(addr);
+    let post = |key: Option<&str>| {
+        let mut req = Request::post("http://up/order");
+        if let Some(key) = key {
+            req = req.header("idempotency-key", key);
+        }
+        req.body(LimitedBody::empty()).unwrap()
+    };
+    for (name, req, safe) in [
+        ("GET", get("/a"), true),
+        ("POST", post(None), false),
+        ("POST with Idempotency-Key", post(Some("k-1")), true),
+    ] {
+        // A fresh connection, answered, pooled; the upstream closes it 20 ms later.
+        assert_eq!(fetch(&pool, get("/warm")).await.unwrap().0, 200, "{name}");
+        // The runtime's thread is blocked meanwhile: the close arrives unseen.
+        std::thread::sleep(Duration::from_millis(150));
+        let before = accepted.load(Ordering::SeqCst);
+        let result = fetch(&pool, req).await;
+        if safe {
+            assert_eq!(result.unwrap().0, 200, "{name}");
+            assert_eq!(accepted.load(Ordering::SeqCst), before + 1, "{name}");
+        } else {
+            assert!(
+                matches!(result, Err(Error::Closed | Error::Read(_))),
+                "{name}: {result:?}"
+            );
+            assert_eq!(accepted.load(Ordering::SeqCst), before, "{name}");
+        }
+    }
 }
 
 #[tokio::test]
