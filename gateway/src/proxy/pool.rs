@@ -156,7 +156,10 @@ impl Pool {
     /// # Errors
     /// See [`Error`].
     pub async fn send(&self, req: Request<LimitedBody>) -> Result<Response<ResponseBody>, Error> {
-        let conn = match self.shared.checkout() {
+        // A request that could not go again if its connection turned out closed gets a
+        // checkout that asks the kernel, not only the I/O driver, whether it still is.
+        let verify = !conn::replayable(&req);
+        let conn = match self.shared.checkout(verify) {
             Some(conn) => conn,
             None => self.shared.connect().await?,
         };
@@ -190,7 +193,7 @@ impl Shared {
     }
 
     /// The most recently used idle connection that is still open, if any.
-    fn checkout(self: &Arc<Self>) -> Option<Box<Conn>> {
+    fn checkout(self: &Arc<Self>, verify: bool) -> Option<Box<Conn>> {
         let now = Instant::now();
         loop {
             let popped = self.idle().pop()?;
@@ -201,7 +204,7 @@ impl Shared {
                 return None;
             }
             let mut conn = popped.conn;
-            if conn.survived_idle() {
+            if conn.survived_idle(verify) {
                 return Some(conn);
             }
         }

@@ -80,20 +80,31 @@ impl Conn {
     }
 
     /// Whether a connection that sat idle can carry a request: the upstream neither closed it
-    /// nor sent anything meanwhile, as far as the I/O driver has seen. Costs no syscall unless
-    /// the socket is marked readable. A close the driver has not seen yet is found by the
-    /// read instead: see [`Conn::closed_before_answering`] for which requests then go again.
-    pub(super) fn survived_idle(&mut self) -> bool {
+    /// nor sent anything meanwhile.
+    ///
+    /// Unless `verify`, as far as the I/O driver has seen: no syscall unless the socket is
+    /// marked readable. A close the driver has not seen yet (it reached the socket since the
+    /// driver's last turn) is then found by the read, and the request goes again on a new
+    /// connection, which only a [`replayable`] request may. For any other request, `verify`
+    /// asks the kernel (a one-byte `MSG_PEEK`), so that only a close still on the wire can
+    /// catch it.
+    pub(super) fn survived_idle(&mut self, verify: bool) -> bool {
         if !self.read.is_empty() {
             return false;
+        }
+        if verify {
+            let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+            return matches!(
+                socket2::SockRef::from(&*self.io).peek(&mut probe),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock
+            );
         }
         let mut probe = [0u8; 1];
         matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// Whether a failed exchange found a pooled connection closed by the upstream without a
-    /// byte of answer, for a request safe to send again (no body, and an idempotent method or
-    /// an `Idempotency-Key`, the rule of RFC 9110 §9.2.2 that Go's client also follows).
+    /// byte of answer, for a request safe to send again ([`replayable`]).
     ///
     /// The checkout only sees a close once the I/O driver has noticed it. An upstream that
     /// closes a connection right after a response, without `Connection: close`, can have its
@@ -108,8 +119,7 @@ impl Conn {
         closed
             && self.reused
             && self.read.is_empty()
-            && (RetryPolicy::is_idempotent(parts.method.as_str())
-                || parts.headers.contains_key(&IDEMPOTENCY_KEY))
+            && safe_to_repeat(&parts.method, &parts.headers)
     }
 
     /// Writes `req` and reads the response head. The connection travels on in the body and
@@ -233,6 +243,18 @@ impl Conn {
             }
         }
     }
+}
+
+/// Whether `req` may be sent again after an upstream closed its connection without a byte of
+/// answer: it has no body, and an idempotent method or an `Idempotency-Key` (RFC 9110 §9.2.2;
+/// Go's client follows the same rule). The upstream may have acted on it before closing.
+pub(super) fn replayable(req: &Request<LimitedBody>) -> bool {
+    req.body().is_end_stream() && safe_to_repeat(req.method(), req.headers())
+}
+
+/// [`replayable`] but for the body, which the caller has checked.
+fn safe_to_repeat(method: &Method, headers: &http::HeaderMap) -> bool {
+    RetryPolicy::is_idempotent(method.as_str()) || headers.contains_key(&IDEMPOTENCY_KEY)
 }
 
 /// Writes all of `buf`.
