@@ -1,5 +1,6 @@
 //! Header rewriting between client and upstream (RFC 9110 §7.6.1 hop-by-hop fields).
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::IpAddr;
 
@@ -103,15 +104,29 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 
 /// Appends the client address to `X-Forwarded-For` and sets `X-Forwarded-Proto`.
 ///
+/// A chain sent on several field lines is one list (RFC 9110 §5.3): the lines are joined, in
+/// order, so that no hop is lost. Lines that are not visible ASCII or are empty are dropped.
 /// The proto is overwritten, not trusted: at the edge, a client-supplied value is a lie
 /// the upstream must not act on.
 pub fn add_forwarded(headers: &mut HeaderMap, client: &Client) {
-    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => {
-            HeaderValue::from_str(&format!("{prior}, {}", client.ip)).ok()
+    let mut prior = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .peekable();
+    let value = if prior.peek().is_some() {
+        let mut chain = String::new();
+        for hop in prior {
+            chain.push_str(hop);
+            chain.push_str(", ");
         }
+        let _ = write!(chain, "{}", client.ip);
+        HeaderValue::from_str(&chain).ok()
+    } else {
         // The usual case, on every request: the connection's value, shared.
-        _ => client.forwarded_for.clone(),
+        client.forwarded_for.clone()
     };
     if let Some(value) = value {
         headers.insert(&X_FORWARDED_FOR, value);
@@ -189,10 +204,30 @@ mod tests {
             "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"
         );
         add_forwarded(&mut h, &client("::1"));
+        assert_eq!(h.get_all(&X_FORWARDED_FOR).iter().count(), 1);
         assert_eq!(
             h[&X_FORWARDED_FOR],
             "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff, ::1"
         );
         assert_eq!(h[&X_FORWARDED_PROTO], "http");
+    }
+
+    #[test]
+    fn a_chain_sent_on_several_lines_keeps_every_hop() {
+        let mut h = HeaderMap::new();
+        h.append(
+            &X_FORWARDED_FOR,
+            HeaderValue::from_static("198.51.100.1, 198.51.100.2"),
+        );
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static(" "));
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_bytes(b"\xff").unwrap());
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("198.51.100.3"));
+        add_forwarded(&mut h, &Client::new("10.0.0.1".parse().unwrap()));
+        let lines: Vec<_> = h.get_all(&X_FORWARDED_FOR).iter().collect();
+        assert_eq!(
+            lines,
+            ["198.51.100.1, 198.51.100.2, 198.51.100.3, 10.0.0.1"],
+            "one line, every hop in order, the blank and the non-ASCII line dropped"
+        );
     }
 }
