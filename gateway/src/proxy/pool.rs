@@ -10,6 +10,7 @@ mod h1;
 mod tests;
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError, Weak};
 use std::time::Duration;
 
@@ -95,6 +96,8 @@ struct Shared {
     /// oldest (first to expire) sit at the front.
     idle: Mutex<Vec<Idle>>,
     reaper: Once,
+    /// Requests sent again because their pooled connection turned out closed.
+    resent: AtomicU64,
 }
 
 impl std::fmt::Debug for Shared {
@@ -141,6 +144,7 @@ impl Pool {
                 config,
                 idle: Mutex::new(Vec::new()),
                 reaper: Once::new(),
+                resent: AtomicU64::new(0),
             }),
         }
     }
@@ -170,6 +174,7 @@ impl Pool {
                 retry: Some(req),
             }) => {
                 debug!(%error, "pooled connection was closed; retrying on a new one");
+                self.shared.resent.fetch_add(1, Ordering::Relaxed);
                 let conn = self.shared.connect().await?;
                 conn.send(req).await.map_err(|failed| failed.error)
             }
@@ -183,6 +188,12 @@ impl Pool {
     #[cfg(test)]
     fn idle_count(&self) -> usize {
         self.shared.idle().len()
+    }
+
+    /// Requests sent again because their pooled connection turned out closed.
+    #[cfg(test)]
+    fn resent(&self) -> u64 {
+        self.shared.resent.load(Ordering::Relaxed)
     }
 }
 

@@ -110,16 +110,21 @@ impl Conn {
     /// closes a connection right after a response, without `Connection: close`, can have its
     /// close still on the way when the connection is taken again under load. The request
     /// then meets the end of the stream here instead of at checkout.
-    fn closed_before_answering(&self, error: &Error, parts: &http::request::Parts) -> bool {
+    ///
+    /// `answered`: whether any byte of answer arrived (an interim `1xx` the head parser has
+    /// already consumed counts: the upstream had the request).
+    fn closed_before_answering(
+        &self,
+        error: &Error,
+        parts: &http::request::Parts,
+        answered: bool,
+    ) -> bool {
         let closed = match error {
             Error::Closed => true,
             Error::Read(e) => e.kind() == io::ErrorKind::ConnectionReset,
             _ => false,
         };
-        closed
-            && self.reused
-            && self.read.is_empty()
-            && safe_to_repeat(&parts.method, &parts.headers)
+        closed && self.reused && !answered && safe_to_repeat(&parts.method, &parts.headers)
     }
 
     /// Writes `req` and reads the response head. The connection travels on in the body and
@@ -174,11 +179,15 @@ impl Conn {
                     Upload::Running(UploadTask(tokio::spawn(framer.upload(io, body, pending))));
             }
         }
-        let head = match poll_fn(|cx| self.poll_head(cx, &parts.method, &mut upload)).await {
+        // Whether any byte of answer came, a 1xx the head parser has consumed included.
+        let mut answered = false;
+        let head = match poll_fn(|cx| self.poll_head(cx, &parts.method, &mut upload, &mut answered))
+            .await
+        {
             Ok(head) => head,
             Err(error) => {
                 let retry = match replay {
-                    Some(body) if self.closed_before_answering(&error, &parts) => {
+                    Some(body) if self.closed_before_answering(&error, &parts, answered) => {
                         Some(Request::from_parts(parts, body))
                     }
                     _ => None,
@@ -210,6 +219,7 @@ impl Conn {
         cx: &mut Context<'_>,
         method: &Method,
         upload: &mut Upload,
+        answered: &mut bool,
     ) -> Poll<Result<h1::ResponseHead, Error>> {
         loop {
             if let Some(head) =
@@ -238,7 +248,7 @@ impl Conn {
                         _ => Error::Closed,
                     }));
                 }
-                Ok(_) => {}
+                Ok(_) => *answered = true,
                 Err(e) => return Poll::Ready(Err(Error::Read(e))),
             }
         }

@@ -76,34 +76,62 @@ fn pool_for(addr: std::net::SocketAddr) -> Pool {
     )
 }
 
-/// An upstream on threads of its own: it answers the first request of each connection and
-/// closes the connection `linger` later, without having said it would. Off the runtime, its
-/// close can reach the gateway's socket while the runtime's I/O driver is not looking.
-/// Returns its address and the count of connections it accepted.
-fn closing_upstream(linger: Duration) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    use std::io::{Read as _, Write as _};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            count.fetch_add(1, Ordering::SeqCst);
-            std::thread::spawn(move || {
-                let (mut head, mut chunk) = (Vec::new(), [0u8; 1024]);
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+/// An upstream on threads of its own, answering every request with [`OK`], whose open
+/// connections the test can close at once from its own thread: off the runtime, so the close
+/// reaches the gateway's socket while the runtime (blocked meanwhile) cannot see it.
+struct ThreadUpstream {
+    addr: std::net::SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    open: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl ThreadUpstream {
+    fn start() -> ThreadUpstream {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (count, conns) = (accepted.clone(), open.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                conns.lock().unwrap().push(stream.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let (mut head, mut chunk) = (Vec::new(), [0u8; 1024]);
+                    loop {
+                        match stream.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&chunk[..n]),
+                        }
+                        if head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            head.clear();
+                            if stream.write_all(OK).is_err() {
+                                return;
+                            }
+                        }
                     }
-                }
-                let _ = stream.write_all(OK);
-                std::thread::sleep(linger);
-            });
+                });
+            }
+        });
+        ThreadUpstream {
+            addr,
+            accepted,
+            open,
         }
-    });
-    (addr, accepted)
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Closes every open connection (FIN at once, from this thread), without a word.
+    fn close_all(&self) {
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
 }
 
 async fn serve(mut stream: TcpStream, seen: Seen, next: Arc<AtomicUsize>, script: Arc<Vec<Act>>) {
@@ -229,8 +257,8 @@ async fn an_idle_connection_the_upstream_closed_is_replaced() {
 /// has its checkout ask the kernel, and never goes out on the closed connection.
 #[tokio::test]
 async fn a_close_the_io_driver_has_not_seen_costs_no_request() {
-    let (addr, accepted) = closing_upstream(Duration::from_millis(20));
-    let pool = pool_for(addr);
+    let up = ThreadUpstream::start();
+    let pool = pool_for(up.addr);
     let post = |key: Option<&str>| {
         let mut req = Request::post("http://up/order");
         if let Some(key) = key {
@@ -238,19 +266,43 @@ async fn a_close_the_io_driver_has_not_seen_costs_no_request() {
         }
         req.body(LimitedBody::empty()).unwrap()
     };
-    for (name, req) in [
-        ("GET (retried)", get("/a")),
-        ("POST (verified at checkout)", post(None)),
-        ("POST with Idempotency-Key (retried)", post(Some("k-1"))),
+    // (case, request, sent again by the pool)
+    for (name, req, resent) in [
+        ("GET", get("/a"), 1),
+        ("POST", post(None), 0),
+        ("POST with Idempotency-Key", post(Some("k-1")), 1),
     ] {
-        // A fresh connection, answered, pooled; the upstream closes it 20 ms later.
+        // One connection, answered and pooled.
         assert_eq!(fetch(&pool, get("/warm")).await.unwrap().0, 200, "{name}");
-        // The runtime's thread is blocked meanwhile: the close arrives unseen.
-        std::thread::sleep(Duration::from_millis(150));
-        let before = accepted.load(Ordering::SeqCst);
+        idle(&pool, 1).await;
+        // The upstream closes it while the runtime's thread is blocked: the FIN reaches the
+        // socket (on loopback, before `shutdown` returns; the pause is margin) and the I/O
+        // driver gets no turn to see it.
+        up.close_all();
+        std::thread::sleep(Duration::from_millis(20));
+        let (accepted, resent_before) = (up.accepted(), pool.resent());
         assert_eq!(fetch(&pool, req).await.unwrap().0, 200, "{name}");
-        assert_eq!(accepted.load(Ordering::SeqCst), before + 1, "{name}");
+        assert_eq!(up.accepted(), accepted + 1, "{name}: on a new connection");
+        assert_eq!(pool.resent() - resent_before, resent, "{name}: sent again");
     }
+}
+
+/// An interim `1xx` is an answer begun: the upstream had the request, so a close after it is
+/// a failure, not a stale connection, even for a request that would be safe to repeat.
+#[tokio::test]
+async fn a_close_after_an_interim_answer_is_not_sent_again() {
+    let up = upstream(vec![
+        Act::Reply(OK),
+        Act::ReplyClose(b"HTTP/1.1 100 Continue\r\n\r\n"),
+        Act::Reply(OK),
+    ])
+    .await;
+    fetch(&up.pool, get("/1")).await.unwrap();
+    idle(&up.pool, 1).await;
+    let result = fetch(&up.pool, get("/2")).await;
+    assert!(matches!(result, Err(Error::Closed)), "{result:?}");
+    assert_eq!(up.pool.resent(), 0);
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
