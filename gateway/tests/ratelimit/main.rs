@@ -34,6 +34,7 @@ fn config(cell: &EchoCell, redis: &str, timeout: &str, limit: u32) -> String {
 #[derive(Clone, Copy, Debug)]
 struct Sample {
     second: usize,
+    sent: Instant,
     status: u16,
     latency: Duration,
 }
@@ -63,6 +64,7 @@ async fn offer(
             };
             samples.lock().unwrap().push(Sample {
                 second: sent.duration_since(start).as_secs() as usize,
+                sent,
                 status,
                 latency: sent.elapsed(),
             });
@@ -297,23 +299,15 @@ async fn a_frozen_redis_fails_open_and_recovers() {
     // Each window's p99 is the median of its seconds' p99s (test_support::latency), so that a
     // hiccup of this shared machine in one second does not decide it; a limiter that waited
     // on the frozen Redis would slow every second of the freeze.
-    let p99 = |range: std::ops::Range<usize>| {
-        let seconds: Vec<latency::Slice> = range
-            .map(|second| {
-                let inside: Vec<Duration> = hot
-                    .iter()
-                    .chain(&calm)
-                    .filter(|s| s.second == second)
-                    .map(|s| s.latency)
-                    .collect();
-                latency::Slice {
-                    requests: inside.len(),
-                    p99: latency::p99(inside),
-                    len: Duration::from_secs(1),
-                }
-            })
-            .collect();
-        (latency::median_p99(&seconds), seconds)
+    let samples: Vec<(std::time::Instant, Duration)> = hot
+        .iter()
+        .chain(&calm)
+        .map(|s| (s.sent.into_std(), s.latency))
+        .collect();
+    let p99 = |seconds: std::ops::Range<u64>| {
+        let at = |second| (start + Duration::from_secs(second)).into_std();
+        let slices = latency::slices(&samples, at(seconds.start), at(seconds.end), 3);
+        (latency::median_p99(&slices), slices)
     };
     let ((before, before_seconds), (during, during_seconds)) = (p99(1..4), p99(5..8));
     println!("p99 before {before:?} ({before_seconds:?}), during {during:?} ({during_seconds:?})");
