@@ -71,3 +71,57 @@ commandstats() {
   redis-cli -p "$1" info commandstats | tr -d '\r' | awk -F'[:,=]' '
     /^cmdstat_/ { name = substr($1, 9); if (name != "info" && name !~ /^command/) print name, $3, $5 }'
 }
+# nginx_conf dir listen_port upstream_port headers [top-level directives]: the nginx config the
+# Cellgate-vs-nginx benchmarks compare against, on stdout: one worker, a keep-alive upstream
+# pool, no buffering, no access log; temp files and pid under `dir`. headers = same: nginx
+# does the header work Cellgate does on every request (pass the client's Host; add
+# X-Forwarded-For, X-Forwarded-Proto, X-Request-Id ($request_id) and the same-sized X-Cell,
+# traceparent and X-Request-Deadline-Ms upstream; X-Request-Id and X-Cell to the client);
+# plain: none of it.
+nginx_conf() {
+  local dir=$1 listen=$2 upstream=$3 headers=$4 top=${5:-} extra=
+  case $headers in
+    same)
+      extra='
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Request-Id $request_id;
+      proxy_set_header X-Cell cell-1;
+      proxy_set_header traceparent 00-$request_id-0123456789abcdef-00;
+      proxy_set_header X-Request-Deadline-Ms 4999;
+      add_header X-Request-Id $request_id always;
+      add_header X-Cell cell-1 always;'
+      ;;
+    plain) ;;
+    *) echo "nginx headers must be same or plain, not $headers" >&2; return 2 ;;
+  esac
+  mkdir -p "$dir/nginx-tmp"
+  cat <<NGINX
+worker_processes 1;
+daemon off;
+$top
+pid $dir/nginx.pid;
+error_log $dir/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/nginx-tmp/body;
+  proxy_temp_path $dir/nginx-tmp/proxy;
+  fastcgi_temp_path $dir/nginx-tmp/fastcgi;
+  uwsgi_temp_path $dir/nginx-tmp/uwsgi;
+  scgi_temp_path $dir/nginx-tmp/scgi;
+  upstream backend { server 127.0.0.1:$upstream; keepalive 128; }
+  server {
+    listen 127.0.0.1:$listen;
+    keepalive_requests 100000;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;$extra
+    }
+  }
+}
+NGINX
+}

@@ -34,24 +34,11 @@ WARMUP=${WARMUP:-3s}
 # One worker each, like for like: nginx runs `worker_processes 1`.
 GATEWAY_THREADS=${GATEWAY_THREADS:-1}
 NGINX_HEADERS=${NGINX_HEADERS:-same}
+root=$(cd "$(dirname "$0")/../.." && pwd)
 case $NGINX_HEADERS in
-  same)
-    nginx_headers='
-      proxy_set_header Host $http_host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto $scheme;
-      proxy_set_header X-Request-Id $request_id;
-      proxy_set_header X-Cell cell-1;
-      proxy_set_header traceparent 00-$request_id-0123456789abcdef-00;
-      proxy_set_header X-Request-Deadline-Ms 4999;
-      add_header X-Request-Id $request_id always;
-      add_header X-Cell cell-1 always;'
-    ;;
-  plain) nginx_headers= ;;
+  same|plain) ;;
   *) echo "NGINX_HEADERS must be same or plain, not $NGINX_HEADERS" >&2; exit 2 ;;
 esac
-
-root=$(cd "$(dirname "$0")/../.." && pwd)
 for tool in wrk nginx; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y $tool" >&2; exit 2; }
 done
@@ -87,33 +74,7 @@ gw_pid=$!
 pids+=("$gw_pid")
 wait_until cellgate http_ok "http://127.0.0.1:$gw_port/"
 
-mkdir -p "$work/nginx-tmp"
-cat >"$work/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx-tmp/body;
-  proxy_temp_path $work/nginx-tmp/proxy;
-  fastcgi_temp_path $work/nginx-tmp/fastcgi;
-  uwsgi_temp_path $work/nginx-tmp/uwsgi;
-  scgi_temp_path $work/nginx-tmp/scgi;
-  upstream backend { server 127.0.0.1:$echo_port; keepalive 128; }
-  server {
-    listen 127.0.0.1:$nginx_port;
-    keepalive_requests 100000;
-    location / {
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;$nginx_headers
-    }
-  }
-}
-NGINX
+nginx_conf "$work" "$nginx_port" "$echo_port" "$NGINX_HEADERS" >"$work/nginx.conf"
 nginx -c "$work/nginx.conf" -p "$work" 2>"$work/nginx.stderr" &
 nginx_master=$!
 pids+=("$nginx_master")

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# User-space instructions per proxied request, Cellgate vs nginx, counted by valgrind's
+# callgrind. Unlike requests/s and CPU time, an instruction count hardly moves with the load
+# of a shared machine (two runs of the same build differ by well under 1%), so it tells
+# whether a change to the request path made it cheaper, and by how much, where
+# `proxy-vs-nginx.sh` would need many rounds to see a few percent.
+#
+#   load-tests/bench/instructions.sh
+#   TOP=25 load-tests/bench/instructions.sh                 # each one's 25 costliest functions
+#   CELLGATE=/path/to/cellgate load-tests/bench/instructions.sh   # another build (no cargo)
+#   TARGETS=cellgate load-tests/bench/instructions.sh       # Cellgate only (A/B of two builds)
+#   NGINX_HEADERS=plain load-tests/bench/instructions.sh    # nginx adds no header (see lib.sh)
+#
+# Setup, as in proxy-vs-nginx.sh: one `cellgate echo-cell` backend (run natively), Cellgate
+# (1 cell, no limits, 1 worker thread) and nginx (1 worker; `master_process off`, so that the
+# traced process is the one that proxies) in front of it. Each proxy in turn runs under
+# callgrind: wrk (1 thread, CONNECTIONS connections, `x-user-id` routing header) drives it for
+# WARMUP, its counters are zeroed (`callgrind_control -z`), wrk drives it for DURATION, and
+# its counters are dumped. Instructions per request = instructions counted / requests wrk
+# completed; a run with a non-2xx answer or a socket error fails.
+#
+# What is counted: every instruction the proxy's process ran in user space (its own code and
+# the libraries it calls: libc, the allocator, OpenSSL for nginx's $request_id), all threads.
+# Not counted: the kernel's work (system calls, TCP), about half of either proxy's CPU time
+# on loopback; `proxy-vs-nginx.sh` measures that side (CPU time per request, requests/s).
+# Under callgrind a proxy runs ~50x slower, so each poll of the event loop finds more
+# requests ready than at full speed: per-turn costs (epoll, timers) are spread over more
+# requests than they would be, alike for both proxies.
+#
+# Environment: DURATION (5s), WARMUP (3s), CONNECTIONS (16), TOP (0: no function list),
+# TARGETS ("cellgate nginx"), NGINX_HEADERS (same), CELLGATE (binary; default: build this tree),
+# KEEP_WORK=1 keeps the callgrind files (callgrind_annotate reads them).
+# Needs: valgrind, wrk, nginx, curl, python3 (apt-get install -y valgrind wrk nginx).
+set -euo pipefail
+
+DURATION=${DURATION:-5s}
+WARMUP=${WARMUP:-3s}
+CONNECTIONS=${CONNECTIONS:-16}
+TOP=${TOP:-0}
+TARGETS=${TARGETS:-cellgate nginx}
+NGINX_HEADERS=${NGINX_HEADERS:-same}
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+case $NGINX_HEADERS in
+  same|plain) ;;
+  *) echo "NGINX_HEADERS must be same or plain, not $NGINX_HEADERS" >&2; exit 2 ;;
+esac
+for t in $TARGETS; do
+  case $t in cellgate|nginx) ;; *) echo "TARGETS: cellgate and/or nginx, not $t" >&2; exit 2 ;; esac
+done
+for tool in valgrind callgrind_control wrk nginx curl python3; do
+  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y valgrind wrk nginx curl python3" >&2; exit 2; }
+done
+if [ -z "${CELLGATE:-}" ]; then
+  cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p gateway
+  CELLGATE="$root/target/release/cellgate"
+fi
+bin=$CELLGATE
+
+export CELLGATE_LOG=warn
+work=$(mktemp -d)
+# shellcheck source=lib.sh
+. "$root/load-tests/bench/lib.sh"
+
+http_ok() { curl -fsS -o /dev/null -H 'x-user-id: bench' "$1"; }
+read -r echo_port gw_port admin_port nginx_port < <(free_ports 4)
+
+"$bin" echo-cell --name bench --listen "127.0.0.1:$echo_port" 2>"$work/echo.log" &
+pids+=("$!")
+wait_until "echo backend" http_ok "http://127.0.0.1:$echo_port/healthz"
+
+cat >"$work/cellgate.toml" <<TOML
+[server]
+listen = "127.0.0.1:$gw_port"
+admin_listen = "127.0.0.1:$admin_port"
+
+[[cells]]
+name = "cell-1"
+upstreams = ["127.0.0.1:$echo_port"]
+TOML
+nginx_conf "$work" "$nginx_port" "$echo_port" "$NGINX_HEADERS" 'master_process off;' >"$work/nginx.conf"
+
+# Self cost (instructions in the function itself) per request of the costliest functions of a
+# callgrind dump: callgrind_annotate's totals need symbols it does not always resolve for
+# Rust builds, so the file is read directly (a `calls=` line is followed by the callee's
+# inclusive cost, which is not the caller's own).
+top_functions() { # file requests count
+  python3 - "$@" <<'PY'
+import collections, re, sys
+path, requests, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+names, cost, fn, callee_cost = {}, collections.Counter(), None, False
+def name(token):
+    m = re.match(r'\((\d+)\)(?: (.*))?', token)
+    if not m:
+        return token
+    if m.group(2):
+        names[m.group(1)] = m.group(2)
+    return names.get(m.group(1), m.group(1))
+for line in open(path, errors='replace'):
+    line = line.rstrip('\n')
+    if line.startswith('fn='):
+        fn = name(line[3:])
+    elif line.startswith(('cfn=', 'cfi=', 'cfl=')):
+        if line.startswith('cfn='):
+            name(line[4:])
+    elif line.startswith('calls='):
+        callee_cost = True
+    elif line[:1].isdigit() or line[:1] in '+-*':
+        if callee_cost:
+            callee_cost = False
+        elif fn is not None:
+            fields = line.split()
+            if len(fields) >= 2:
+                cost[fn] += int(fields[1])
+total = sum(cost.values()) or 1
+for f, c in cost.most_common(count):
+    print(f'    {c / requests:8.0f} {100 * c / total:5.1f}%  {f[:140]}')
+PY
+}
+
+# measure name port command...: runs the command under callgrind; writes "requests instructions"
+# to $work/<name>.count.
+measure() {
+  local name=$1 port=$2; shift 2
+  local out="$work/$name.cg" vg n wrk_out
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >"$work/$name.log" 2>&1 &
+  vg=$!
+  pids+=("$vg")
+  wait_for "$name under callgrind" 600 http_ok "http://127.0.0.1:$port/"
+  wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" -H 'x-user-id: bench' "http://127.0.0.1:$port/bench" >/dev/null
+  callgrind_control -z "$vg" >/dev/null 2>&1
+  wrk_out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -H 'x-user-id: bench' "http://127.0.0.1:$port/bench")
+  callgrind_control -d "$vg" >/dev/null 2>&1
+  if grep -Eq 'Non-2xx|Socket errors' <<<"$wrk_out"; then
+    echo "$name: not every request succeeded:" >&2
+    grep -E 'Non-2xx|Socket errors' <<<"$wrk_out" >&2
+    exit 1
+  fi
+  n=$(awk '/requests in/ { print $1 }' <<<"$wrk_out")
+  # The dump is written by the traced process itself, at its next turn.
+  wait_for "$name callgrind dump" 300 grep -q '^totals:' "$out.1"
+  stop_pid "$vg"
+  echo "$n $(awk '/^totals:/ { print $2 }' "$out.1")" >"$work/$name.count"
+}
+
+declare -A per_request
+printf '%-9s %10s %16s %14s\n' target requests instructions 'instr/request'
+for t in $TARGETS; do
+  if [ "$t" = cellgate ]; then
+    measure cellgate "$gw_port" "$bin" --worker-threads 1 serve --config "$work/cellgate.toml"
+  else
+    measure nginx "$nginx_port" nginx -c "$work/nginx.conf" -p "$work"
+  fi
+  read -r n ir <"$work/$t.count"
+  per_request[$t]=$(( ir / n ))
+  printf '%-9s %10d %16d %14d\n' "$t" "$n" "$ir" "${per_request[$t]}"
+  if [ "$TOP" -gt 0 ]; then top_functions "$work/$t.cg.1" "$n" "$TOP"; fi
+done
+if [ -n "${per_request[cellgate]:-}" ] && [ -n "${per_request[nginx]:-}" ]; then
+  awk -v c="${per_request[cellgate]}" -v n="${per_request[nginx]}" -v h="$NGINX_HEADERS" \
+    'BEGIN { printf "ratio cellgate/nginx (user-space instructions per request, nginx headers: %s): %.2fx\n", h, c / n }'
+fi
