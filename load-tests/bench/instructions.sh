@@ -8,16 +8,21 @@
 #   load-tests/bench/instructions.sh
 #   TOP=25 load-tests/bench/instructions.sh                 # each one's 25 costliest functions
 #   CELLGATE=/path/to/cellgate load-tests/bench/instructions.sh   # another build (no cargo)
-#   TARGETS=cellgate load-tests/bench/instructions.sh       # Cellgate only (A/B of two builds)
+#   TARGETS=cellgate CELLGATE=<build> load-tests/bench/instructions.sh  # Cellgate only: run
+#                                                  # once per build to compare two builds
 #   NGINX_HEADERS=plain load-tests/bench/instructions.sh    # nginx adds no header (see lib.sh)
 #
 # Setup, as in proxy-vs-nginx.sh: one `cellgate echo-cell` backend (run natively), Cellgate
 # (1 cell, no limits, 1 worker thread) and nginx (1 worker; `master_process off`, so that the
 # traced process is the one that proxies) in front of it. Each proxy in turn runs under
-# callgrind: wrk (1 thread, CONNECTIONS connections, `x-user-id` routing header) drives it for
-# WARMUP, its counters are zeroed (`callgrind_control -z`), wrk drives it for DURATION, and
-# its counters are dumped. Instructions per request = instructions counted / requests wrk
-# completed; a run with a non-2xx answer or a socket error fails.
+# callgrind: wrk (1 thread, CONNECTIONS connections, `x-user-id` routing header) sends it
+# WARMUP requests, its counters are dumped (a dump also resets them), wrk sends it REQUESTS
+# more, and its counters are dumped again. Instructions per request = the second dump's
+# instructions / the requests wrk completed in it. Both runs stop after a fixed count, not a
+# time, so that what a run costs once (16 connections opened and closed, the last turns of
+# the event loop) is spread over the same number of requests whatever the machine's load. A
+# run with a non-2xx answer or a socket error fails, and so does one whose dumps did not both
+# appear (callgrind_control reports no error of its own).
 #
 # What is counted: every instruction the proxy's process ran in user space (its own code and
 # the libraries it calls: libc, the allocator, OpenSSL for nginx's $request_id), all threads.
@@ -27,14 +32,14 @@
 # requests ready than at full speed: per-turn costs (epoll, timers) are spread over more
 # requests than they would be, alike for both proxies.
 #
-# Environment: DURATION (5s), WARMUP (3s), CONNECTIONS (16), TOP (0: no function list),
+# Environment: REQUESTS (20000), WARMUP (3000), CONNECTIONS (16), TOP (0: no function list),
 # TARGETS ("cellgate nginx"), NGINX_HEADERS (same), CELLGATE (binary; default: build this tree),
 # KEEP_WORK=1 keeps the callgrind files (callgrind_annotate reads them).
 # Needs: valgrind, wrk, nginx, curl, python3 (apt-get install -y valgrind wrk nginx).
 set -euo pipefail
 
-DURATION=${DURATION:-5s}
-WARMUP=${WARMUP:-3s}
+REQUESTS=${REQUESTS:-20000}
+WARMUP=${WARMUP:-3000}
 CONNECTIONS=${CONNECTIONS:-16}
 TOP=${TOP:-0}
 TARGETS=${TARGETS:-cellgate nginx}
@@ -118,6 +123,26 @@ for f, c in cost.most_common(count):
 PY
 }
 
+# wrk stops about $LIMIT responses in (at most 5 minutes): its main thread sleeps for the whole
+# duration whatever its threads do, but ends the run, report included, on SIGINT. Sent from a
+# background shell a moment later: os.execute's system() ignores SIGINT while it waits.
+cat >"$work/limit.lua" <<'LUA'
+local limit, seen, asked = tonumber(os.getenv("LIMIT")), 0, false
+function response()
+  seen = seen + 1
+  if seen >= limit and not asked then
+    asked = true
+    os.execute("(sleep 0.02; kill -INT $PPID) &")
+  end
+end
+LUA
+# drive port requests: sends about `requests` requests; prints wrk's report (its count is the
+# one that counts: a few more answers arrive before it stops).
+drive() {
+  LIMIT=$2 wrk -t1 -c"$CONNECTIONS" -d300s -s "$work/limit.lua" -H 'x-user-id: bench' \
+    "http://127.0.0.1:$1/bench"
+}
+
 # measure name port command...: runs the command under callgrind; writes "requests instructions"
 # to $work/<name>.count.
 measure() {
@@ -127,9 +152,10 @@ measure() {
   vg=$!
   pids+=("$vg")
   wait_for "$name under callgrind" 600 http_ok "http://127.0.0.1:$port/"
-  wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" -H 'x-user-id: bench' "http://127.0.0.1:$port/bench" >/dev/null
-  callgrind_control -z "$vg" >/dev/null 2>&1
-  wrk_out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -H 'x-user-id: bench' "http://127.0.0.1:$port/bench")
+  drive "$port" "$WARMUP" >/dev/null
+  callgrind_control -d "$vg" >/dev/null 2>&1
+  wait_for "$name's callgrind dump after the warm-up" 300 grep -q '^totals:' "$out.1"
+  wrk_out=$(drive "$port" "$REQUESTS")
   callgrind_control -d "$vg" >/dev/null 2>&1
   if grep -Eq 'Non-2xx|Socket errors' <<<"$wrk_out"; then
     echo "$name: not every request succeeded:" >&2
@@ -137,10 +163,9 @@ measure() {
     exit 1
   fi
   n=$(awk '/requests in/ { print $1 }' <<<"$wrk_out")
-  # The dump is written by the traced process itself, at its next turn.
-  wait_for "$name callgrind dump" 300 grep -q '^totals:' "$out.1"
+  wait_for "$name's callgrind dump after the run" 300 grep -q '^totals:' "$out.2"
   stop_pid "$vg"
-  echo "$n $(awk '/^totals:/ { print $2 }' "$out.1")" >"$work/$name.count"
+  echo "$n $(awk '/^totals:/ { print $2 }' "$out.2")" >"$work/$name.count"
 }
 
 declare -A per_request
@@ -154,7 +179,7 @@ for t in $TARGETS; do
   read -r n ir <"$work/$t.count"
   per_request[$t]=$(( ir / n ))
   printf '%-9s %10d %16d %14d\n' "$t" "$n" "$ir" "${per_request[$t]}"
-  if [ "$TOP" -gt 0 ]; then top_functions "$work/$t.cg.1" "$n" "$TOP"; fi
+  if [ "$TOP" -gt 0 ]; then top_functions "$work/$t.cg.2" "$n" "$TOP"; fi
 done
 if [ -n "${per_request[cellgate]:-}" ] && [ -n "${per_request[nginx]:-}" ]; then
   awk -v c="${per_request[cellgate]}" -v n="${per_request[nginx]}" -v h="$NGINX_HEADERS" \
