@@ -124,6 +124,7 @@ pub struct Metrics {
     latency: Family<CellLabel, Histogram>,
     in_flight: Family<CellLabel, Gauge>,
     errors: Family<CodeLabel, Counter>,
+    resent: Family<CellLabel, Counter>,
 }
 
 /// Pre-resolved metric handles of one cell.
@@ -132,6 +133,7 @@ pub struct CellMetrics {
     by_class: [Counter; 5],
     latency: Histogram,
     in_flight: Gauge,
+    resent: Counter,
     stats: Arc<CellStats>,
 }
 
@@ -151,6 +153,12 @@ impl CellMetrics {
     /// The in-flight gauge; a request holds +1 until its response body is done.
     pub fn in_flight(&self) -> &Gauge {
         &self.in_flight
+    }
+
+    /// Requests the cell's upstream pools sent again on a new connection (see
+    /// [`crate::proxy::pool::Pool::send`]).
+    pub fn resent(&self) -> &Counter {
+        &self.resent
     }
 }
 
@@ -183,6 +191,7 @@ impl Metrics {
             Family::<CellLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
         let in_flight = Family::<CellLabel, Gauge>::default();
         let errors = Family::<CodeLabel, Counter>::default();
+        let resent = Family::<CellLabel, Counter>::default();
         registry.register(
             "requests",
             "Proxied requests by cell and response status class",
@@ -202,6 +211,12 @@ impl Metrics {
             "gateway_errors",
             "Error responses made by the gateway itself, by error code",
             errors.clone(),
+        );
+        registry.register(
+            "upstream_resent",
+            "Requests sent again on a new connection because the pooled upstream connection \
+             they went out on turned out closed before any byte of answer, by cell",
+            resent.clone(),
         );
         let breaker_state = Family::<CellLabel, Gauge>::default();
         let ejections = Family::<CellLabel, Counter>::default();
@@ -266,6 +281,7 @@ impl Metrics {
             latency,
             in_flight,
             errors,
+            resent,
         }
     }
 
@@ -284,6 +300,7 @@ impl Metrics {
             by_class,
             latency: self.latency.get_or_create_owned(&label),
             in_flight: self.in_flight.get_or_create_owned(&label),
+            resent: self.resent.get_or_create_owned(&label),
             stats: Arc::default(),
         }
     }
@@ -349,5 +366,28 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resends_are_counted_per_cell() {
+        let metrics = Metrics::new();
+        let (one, two) = (metrics.cell("cell-1"), metrics.cell("cell-2"));
+        one.resent().inc();
+        one.resent().inc();
+        two.resent().inc();
+        let text = metrics.render();
+        assert!(
+            text.contains("cellgate_upstream_resent_total{cell=\"cell-1\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cellgate_upstream_resent_total{cell=\"cell-2\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -10,13 +10,14 @@ mod h1;
 mod tests;
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError, Weak};
 use std::time::Duration;
 
 use http::uri::{Authority, Parts, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
+use prometheus_client::metrics::counter::Counter;
 use tokio::time::Instant;
 use tower_service::Service as _;
 use tracing::debug;
@@ -96,8 +97,9 @@ struct Shared {
     /// oldest (first to expire) sit at the front.
     idle: Mutex<Vec<Idle>>,
     reaper: Once,
-    /// Requests sent again because their pooled connection turned out closed.
-    resent: AtomicU64,
+    /// Requests sent again because their pooled connection turned out closed
+    /// (`cellgate_upstream_resent_total`, shared by the cell's pools).
+    resent: Counter,
 }
 
 impl std::fmt::Debug for Shared {
@@ -115,8 +117,9 @@ struct Idle {
 }
 
 impl Pool {
-    /// A pool of connections to `authority`, opened on demand.
-    pub fn new(authority: &Authority, config: PoolConfig) -> Pool {
+    /// A pool of connections to `authority`, opened on demand; `resent` counts the requests
+    /// it sends again (see [`Pool::send`]).
+    pub fn new(authority: &Authority, config: PoolConfig, resent: Counter) -> Pool {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(config.connect_timeout));
@@ -144,7 +147,7 @@ impl Pool {
                 config,
                 idle: Mutex::new(Vec::new()),
                 reaper: Once::new(),
-                resent: AtomicU64::new(0),
+                resent,
             }),
         }
     }
@@ -174,7 +177,7 @@ impl Pool {
                 retry: Some(req),
             }) => {
                 debug!(%error, "pooled connection was closed; retrying on a new one");
-                self.shared.resent.fetch_add(1, Ordering::Relaxed);
+                self.shared.resent.inc();
                 let conn = self.shared.connect().await?;
                 conn.send(req).await.map_err(|failed| failed.error)
             }
@@ -193,7 +196,7 @@ impl Pool {
     /// Requests sent again because their pooled connection turned out closed.
     #[cfg(test)]
     fn resent(&self) -> u64 {
-        self.shared.resent.load(Ordering::Relaxed)
+        self.shared.resent.get()
     }
 }
 

@@ -133,6 +133,7 @@ fn build_cell(
     server: &ServerConfig,
     metrics: &Metrics,
 ) -> Result<Cell, BuildError> {
+    let cell_metrics = metrics.cell(&config.name);
     let upstreams = config
         .upstreams
         .iter()
@@ -144,7 +145,11 @@ fn build_cell(
                     upstream: addr.clone(),
                 })?;
             Ok(Upstream {
-                pool: Pool::new(&authority, pool_config(server)),
+                pool: Pool::new(
+                    &authority,
+                    pool_config(server),
+                    cell_metrics.resent().clone(),
+                ),
                 authority,
             })
         })
@@ -161,7 +166,7 @@ fn build_cell(
             std::time::Instant::now(),
         ),
         upstreams: upstreams.into_boxed_slice(),
-        metrics: metrics.cell(&config.name),
+        metrics: cell_metrics,
     })
 }
 

@@ -13,6 +13,8 @@ use http_body_util::BodyExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
+use prometheus_client::metrics::counter::Counter;
+
 use super::{Error, Pool, PoolConfig};
 use crate::proxy::body::LimitedBody;
 
@@ -73,6 +75,7 @@ fn pool_for(addr: std::net::SocketAddr) -> Pool {
             idle_timeout: Duration::from_secs(30),
             max_idle: 8,
         },
+        Counter::default(),
     )
 }
 
