@@ -6,7 +6,7 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, Version};
 
 /// Most header fields accepted in a response head (hyper's default).
@@ -239,7 +239,7 @@ pub fn parse_response(
             let [n0, n1, v0, v1] = span.map(usize::from);
             let name = head
                 .get(n0..n1)
-                .and_then(|n| HeaderName::from_bytes(n).ok())
+                .and_then(field_name)
                 .ok_or(ProtocolError::Head("invalid header name"))?;
             let value = (v1 <= head.len())
                 .then(|| HeaderValue::from_maybe_shared(head.slice(v0..v1)).ok())
@@ -257,6 +257,25 @@ pub fn parse_response(
             body,
             keep_alive,
         }));
+    }
+}
+
+/// A response field's name. The ones nearly every response carries are matched by length and
+/// a case-insensitive compare: `HeaderName::from_bytes` lower-cases every name into a scratch
+/// buffer and then matches it against every standard name, ~250 instructions a field.
+fn field_name(raw: &[u8]) -> Option<HeaderName> {
+    let common = match raw.len() {
+        4 => &DATE,
+        10 => &CONNECTION,
+        12 => &CONTENT_TYPE,
+        14 => &CONTENT_LENGTH,
+        17 => &TRANSFER_ENCODING,
+        _ => return HeaderName::from_bytes(raw).ok(),
+    };
+    if raw.eq_ignore_ascii_case(common.as_str().as_bytes()) {
+        Some(common.clone())
+    } else {
+        HeaderName::from_bytes(raw).ok()
     }
 }
 

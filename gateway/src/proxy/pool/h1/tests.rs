@@ -290,3 +290,27 @@ fn chunk_headers_are_hex() {
         assert_eq!(out, want);
     }
 }
+
+#[test]
+fn common_field_names_parse_as_the_general_parser_does() {
+    for raw in [
+        "Date",
+        "date",
+        "Connection",
+        "CONTENT-TYPE",
+        "Content-Length",
+        "transfer-Encoding",
+        // Same lengths as a common name, but another name or not a name at all.
+        "etag",
+        "x-trace-id",
+        "content-typf",
+        "content-lengtx",
+        "transfer encoding",
+        "dat\u{e9}",
+        "Server",
+        "x-custom-field",
+    ] {
+        let expected = HeaderName::from_bytes(raw.as_bytes()).ok();
+        assert_eq!(field_name(raw.as_bytes()), expected, "{raw:?}");
+    }
+}
