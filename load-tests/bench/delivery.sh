@@ -41,6 +41,9 @@
 #     Redis's time per message: in scripts, in the commands they run, in the rest;
 #   - Redis's own stalls (its latency monitor, threshold 2 ms: LATENCY LATEST per event, e.g.
 #     `fork` and `aof-write` around an automatic AOF rewrite, `command` for a slow script);
+#   - Redis's forks during the load (AOF rewrites, from its log: how many, for how long) and
+#     how many of the gateway's 503 queue_unavailable fell in them (or within 100 ms after)
+#     against the rest of the load;
 #   - Redis memory added per delivered message (delivered records are kept for `retention`);
 #   - CPU seconds of Redis, the gateway and the echo cells over the round (from /proc), per
 #     delivered message too, a `top` snapshot in the middle of the load, and the load
@@ -196,6 +199,47 @@ wait_drained() {
   done
 }
 
+# fork_windows redis_log gateway_log t0 t1: Redis's fork-based background jobs (AOF rewrite,
+# RDB save) between t0 and t1 (epoch seconds), from its log, and the gateway's
+# queue-unavailable refusals (logged one per request) inside those windows or up to 100 ms
+# after one, against the rest of the load: a fork's child takes a core for as long as it
+# writes the dataset, which on a machine Redis shares with the gateway is when enqueues wait.
+fork_windows() {
+  python3 - "$@" <<'PY'
+import calendar, re, sys, time
+redis_log, gateway_log, t0, t1 = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+def redis_time(line):  # "27 Nov 2026 12:04:42.022", the server's local time
+    m = re.search(r'(\d+ \w{3} \d{4} \d\d:\d\d:\d\d)\.(\d{3})', line)
+    return time.mktime(time.strptime(m.group(1), '%d %b %Y %H:%M:%S')) + int(m.group(2)) / 1000 if m else None
+windows, start = [], None
+for line in open(redis_log, errors='replace'):
+    if 'rewriting started' in line or 'Background saving started' in line:
+        start = redis_time(line)
+    elif start is not None and ('AOF rewrite terminated' in line or 'Background saving terminated' in line):
+        end = redis_time(line)
+        if end is not None and end >= t0 and start <= t1:
+            windows.append((max(start, t0), min(end, t1)))
+        start = None
+inside = outside = 0
+for line in open(gateway_log, errors='replace'):
+    if 'queue unavailable' not in line:
+        continue
+    m = re.match(r'(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z', line)
+    if not m:
+        continue
+    t = calendar.timegm(time.strptime(m.group(1), '%Y-%m-%dT%H:%M:%S')) + float(m.group(2) or 0)
+    if not t0 <= t <= t1 + 0.1:
+        continue
+    if any(a <= t <= b + 0.1 for a, b in windows):
+        inside += 1
+    else:
+        outside += 1
+total = sum(b - a for a, b in windows)
+print(f"{len(windows)}, {total:.2f} s in all ({100 * total / max(t1 - t0, 1e-9):.0f}% of the load); "
+      f"503 queue_unavailable in them (or 100 ms after): {inside}, in the rest of the load: {outside}")
+PY
+}
+
 # ---- rounds ----------------------------------------------------------------------------------
 rows=()
 details=()
@@ -316,6 +360,7 @@ $(perf report -q -i "$work/perf-$name.data" --no-children -g none --sort pid,dso
     stalls=$(rcli latency latest | paste - - - - | while read -r event _ _ worst; do
       printf '%s: %s s, worst %s ms; ' "$event" "$(( $(rcli latency history "$event" | wc -l) / 2 ))" "$worst"
     done)
+    forks=$(fork_windows "$work/redis.log" "$work/$name.log" "$t0" "$t_load")
     claimed=$(metrics | awk '/^cellgate_delivery_claimed_total/ { print $NF }')
     # Outcomes are recorded in batches: one log line per batch, with how many it held.
     record_failures=$({ grep 'could not record a delivery attempt' "$work/$name.log" || true; } \
@@ -376,6 +421,7 @@ $(perf report -q -i "$work/perf-$name.data" --no-children -g none --sort pid,dso
     Redis memory: $(( (mem1 - mem0) / 1024 / 1024 )) MiB more after the round, $(( (mem1 - mem0) / (delivered > 0 ? delivered : 1) )) bytes per delivered message (records of delivered entries are kept for [delivery] retention, 24 h by default)
     Redis time per delivered message (commandstats): $redis_time
     Redis stalls >= 2 ms (LATENCY LATEST): ${stalls:-none}
+    Redis forks (AOF rewrite, RDB save) during the load: $forks
     Redis commands per delivered message: $breakdown
     load average: before $load_before, after $load_after; top in the middle of the load:
 $(sed 's/^/      | /' "$work/top-$name.txt")
