@@ -198,13 +198,18 @@ mod tests {
         // `graceful_shutdown` does to one), then ends.
         let finish = Arc::new(Notify::new());
         let asked = Arc::clone(&finish);
+        let started = Arc::new(Notify::new());
+        let running = Arc::clone(&started);
         let conn = async move {
+            running.notify_one();
             finish.notified().await;
             7u32
         };
         // Counted from `watch`, before its task first runs.
         let task = tokio::spawn(drain.watch(conn, move |_| asked.notify_one()));
         assert_eq!(drain.live.load(Ordering::Acquire), 1);
+        // Parked before shutdown starts: only the shutdown notification can wake it.
+        started.notified().await;
         tokio::time::timeout(Duration::from_secs(5), drain.shutdown())
             .await
             .expect("shutdown waits only for the connection it asked to finish");
@@ -238,6 +243,25 @@ mod tests {
             .await
             .expect("shutdown ends once the last connection has");
         assert_eq!(task.await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_not_yet_run_when_shutdown_starts_is_asked_to_finish() {
+        let drain = Arc::new(Drain::default());
+        let finish = Arc::new(Notify::new());
+        let asked = Arc::clone(&finish);
+        let task = tokio::spawn(drain.watch(
+            async move {
+                finish.notified().await;
+                5u32
+            },
+            move |_| asked.notify_one(),
+        ));
+        // On this single-threaded runtime the task first runs inside the shutdown's wait.
+        tokio::time::timeout(Duration::from_secs(5), drain.shutdown())
+            .await
+            .expect("a connection that starts after the signal sees it");
+        assert_eq!(task.await.unwrap(), 5);
     }
 
     #[tokio::test]
