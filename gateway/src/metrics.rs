@@ -215,7 +215,8 @@ impl Metrics {
         registry.register(
             "upstream_resent",
             "Requests sent again on a new connection because the pooled upstream connection \
-             they went out on turned out closed before any byte of answer, by cell",
+             they went out on turned out closed (the write failed at once, or no byte of \
+             answer came for a request safe to repeat), by cell",
             resent.clone(),
         );
         let breaker_state = Family::<CellLabel, Gauge>::default();

@@ -10,7 +10,6 @@ mod h1;
 mod tests;
 
 use std::io;
-
 use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError, Weak};
 use std::time::Duration;
 
@@ -177,8 +176,9 @@ impl Pool {
                 retry: Some(req),
             }) => {
                 debug!(%error, "pooled connection was closed; retrying on a new one");
-                self.shared.resent.inc();
                 let conn = self.shared.connect().await?;
+                // Counted once it goes again: a failed reconnect is the connect error.
+                self.shared.resent.inc();
                 conn.send(req).await.map_err(|failed| failed.error)
             }
             Err(failed) => Err(failed.error),
