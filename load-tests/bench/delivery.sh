@@ -42,8 +42,8 @@
 #   - Redis's own stalls (its latency monitor, threshold 2 ms: LATENCY LATEST per event, e.g.
 #     `fork` and `aof-write` around an automatic AOF rewrite, `command` for a slow script);
 #   - Redis's forks during the load (AOF rewrites, from its log: how many, for how long) and
-#     how many of the gateway's 503 queue_unavailable fell in them (or within 100 ms after)
-#     against the rest of the load;
+#     how many of the gateway's 503 queue_unavailable fell in them (from 50 ms before to
+#     100 ms after) against the rest of the load;
 #   - Redis memory added per delivered message (delivered records are kept for `retention`);
 #   - CPU seconds of Redis, the gateway and the echo cells over the round (from /proc), per
 #     delivered message too, a `top` snapshot in the middle of the load, and the load
@@ -201,9 +201,11 @@ wait_drained() {
 
 # fork_windows redis_log gateway_log t0 t1: Redis's fork-based background jobs (AOF rewrite,
 # RDB save) between t0 and t1 (epoch seconds), from its log, and the gateway's
-# queue-unavailable refusals (logged one per request) inside those windows or up to 100 ms
-# after one, against the rest of the load: a fork's child takes a core for as long as it
-# writes the dataset, which on a machine Redis shares with the gateway is when enqueues wait.
+# queue-unavailable refusals (logged one per request) inside those windows, from 50 ms before
+# the log's "started" line (written once fork() has returned; the stall of the fork itself
+# comes before it) to 100 ms after the end, against the rest of the load. A job still running
+# when the log is read ends at t1. A fork's child takes a core for as long as it writes the
+# dataset, which on a machine Redis shares with the gateway is when enqueues wait.
 fork_windows() {
   python3 - "$@" <<'PY'
 import calendar, re, sys, time
@@ -215,11 +217,14 @@ windows, start = [], None
 for line in open(redis_log, errors='replace'):
     if 'rewriting started' in line or 'Background saving started' in line:
         start = redis_time(line)
-    elif start is not None and ('AOF rewrite terminated' in line or 'Background saving terminated' in line):
+    elif start is not None and ('AOF rewrite terminated' in line or 'Background saving terminated' in line
+                                or 'Background saving error' in line):
         end = redis_time(line)
         if end is not None and end >= t0 and start <= t1:
             windows.append((max(start, t0), min(end, t1)))
         start = None
+if start is not None and start <= t1:
+    windows.append((max(start, t0), t1))
 inside = outside = 0
 for line in open(gateway_log, errors='replace'):
     if 'queue unavailable' not in line:
@@ -230,13 +235,13 @@ for line in open(gateway_log, errors='replace'):
     t = calendar.timegm(time.strptime(m.group(1), '%Y-%m-%dT%H:%M:%S')) + float(m.group(2) or 0)
     if not t0 <= t <= t1 + 0.1:
         continue
-    if any(a <= t <= b + 0.1 for a, b in windows):
+    if any(a - 0.05 <= t <= b + 0.1 for a, b in windows):
         inside += 1
     else:
         outside += 1
 total = sum(b - a for a, b in windows)
 print(f"{len(windows)}, {total:.2f} s in all ({100 * total / max(t1 - t0, 1e-9):.0f}% of the load); "
-      f"503 queue_unavailable in them (or 100 ms after): {inside}, in the rest of the load: {outside}")
+      f"503 queue_unavailable in them (50 ms before to 100 ms after): {inside}, in the rest of the load: {outside}")
 PY
 }
 

@@ -125,14 +125,15 @@ PY
 
 # wrk stops about $LIMIT responses in (at most 5 minutes): its main thread sleeps for the whole
 # duration whatever its threads do, but ends the run, report included, on SIGINT. Sent from a
-# background shell a moment later: os.execute's system() ignores SIGINT while it waits.
+# background shell, again until wrk is gone: os.execute's system() ignores SIGINT while it
+# waits, so a first one may come too early.
 cat >"$work/limit.lua" <<'LUA'
 local limit, seen, asked = tonumber(os.getenv("LIMIT")), 0, false
 function response()
   seen = seen + 1
   if seen >= limit and not asked then
     asked = true
-    os.execute("(sleep 0.02; kill -INT $PPID) &")
+    os.execute("(while kill -INT $PPID 2>/dev/null; do sleep 0.1; done) &")
   end
 end
 LUA
