@@ -71,6 +71,27 @@ commandstats() {
   redis-cli -p "$1" info commandstats | tr -d '\r' | awk -F'[:,=]' '
     /^cmdstat_/ { name = substr($1, 9); if (name != "info" && name !~ /^command/) print name, $3, $5 }'
 }
+# echo_backend port: starts one `cellgate echo-cell` ($bin) on the port, logging to
+# $work/echo.log, and waits for it; its pid is in echo_pid (and in pids).
+echo_backend() {
+  "$bin" echo-cell --name bench --listen "127.0.0.1:$1" 2>"$work/echo.log" &
+  echo_pid=$!
+  pids+=("$echo_pid")
+  wait_until "echo backend" curl -fsS -o /dev/null "http://127.0.0.1:$1/healthz"
+}
+# one_cell_config listen_port admin_port upstream_port: the config of the Cellgate-vs-nginx
+# benches, on stdout: one cell on one upstream, no limits.
+one_cell_config() {
+  cat <<TOML
+[server]
+listen = "127.0.0.1:$1"
+admin_listen = "127.0.0.1:$2"
+
+[[cells]]
+name = "cell-1"
+upstreams = ["127.0.0.1:$3"]
+TOML
+}
 # nginx_conf dir listen_port upstream_port headers [top-level directives]: the nginx config the
 # Cellgate-vs-nginx benchmarks compare against, on stdout: one worker, a keep-alive upstream
 # pool, no buffering, no access log; temp files and pid under `dir`. headers = same: nginx

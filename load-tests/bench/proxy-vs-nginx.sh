@@ -55,20 +55,8 @@ work=$(mktemp -d)
 http_ok() { curl -fsS -o /dev/null -H 'x-user-id: bench' "$1"; }
 read -r echo_port gw_port admin_port nginx_port < <(free_ports 4)
 
-"$bin" echo-cell --name bench --listen "127.0.0.1:$echo_port" 2>"$work/echo.log" &
-echo_pid=$!
-pids+=("$echo_pid")
-wait_until "echo backend" http_ok "http://127.0.0.1:$echo_port/healthz"
-
-cat >"$work/cellgate.toml" <<TOML
-[server]
-listen = "127.0.0.1:$gw_port"
-admin_listen = "127.0.0.1:$admin_port"
-
-[[cells]]
-name = "cell-1"
-upstreams = ["127.0.0.1:$echo_port"]
-TOML
+echo_backend "$echo_port"
+one_cell_config "$gw_port" "$admin_port" "$echo_port" >"$work/cellgate.toml"
 CELLGATE_LOG=warn "$bin" --worker-threads "$GATEWAY_THREADS" serve --config "$work/cellgate.toml" 2>"$work/cellgate.log" &
 gw_pid=$!
 pids+=("$gw_pid")
