@@ -94,9 +94,8 @@ for line in open(path, errors='replace'):
     line = line.rstrip('\n')
     if line.startswith('fn='):
         fn = name(line[3:])
-    elif line.startswith(('cfn=', 'cfi=', 'cfl=')):
-        if line.startswith('cfn='):
-            name(line[4:])
+    elif line.startswith('cfn='):
+        name(line[4:])  # a callee named here for the first time
     elif line.startswith('calls='):
         callee_cost = True
     elif line[:1].isdigit() or line[:1] in '+-*':
