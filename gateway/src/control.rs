@@ -62,7 +62,7 @@ mod status;
 mod store;
 mod sync;
 
-pub use self::clock::{Clock, ManualClock, SystemClock};
+pub use self::clock::{Clock, ManualClock, SystemClock, millis};
 pub use self::lease::{Lease, LeaseState};
 pub use self::memory::MemoryStore;
 pub use self::plane::{ApplyError, ControlPlane, ControlPlaneOptions};

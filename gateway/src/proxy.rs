@@ -27,14 +27,14 @@ use tokio::time::Instant;
 use tracing::{Instrument, Level, Span, debug, field, warn};
 
 use crate::config::Config;
-use crate::control::{ControlPlane, now_ms};
+use crate::control::{ControlPlane, millis, now_ms};
 use crate::delivery::DeliveryQueue;
 use crate::metrics::{ErrorMetrics, Metrics};
 use body::{IdleTimeout, InFlightGuard, LimitedBody, ProxyBody, RequestBodyError};
 use error::{ErrorCode, respond};
 use headers::{
-    Client, IDEMPOTENCY_KEY, TRACEPARENT, X_CELL, X_PRIORITY, X_REQUEST_DEADLINE_MS, X_REQUEST_ID,
-    add_forwarded, header_bytes, strip_hop_by_hop,
+    Added, Client, IDEMPOTENCY_KEY, TRACEPARENT, X_CELL, X_PRIORITY, X_REQUEST_DEADLINE_MS,
+    X_REQUEST_ID, header_bytes, strip_hop_by_hop,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -351,19 +351,9 @@ impl Inner {
             return Err(Refusal::unavailable(None));
         };
 
-        let headers = &mut parts.headers;
-        strip_hop_by_hop(headers);
-        // Room for the fields added below at once: the map grows once, not once per power of
-        // two it passes.
-        headers.reserve(6);
-        add_forwarded(headers, client);
-        headers.insert(&X_REQUEST_ID, request_id.clone());
-        headers.insert(&X_CELL, cell.header().clone());
-        headers.insert(&TRACEPARENT, trace.to_header());
-        headers.insert(
-            &X_REQUEST_DEADLINE_MS,
-            HeaderValue::from(u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX)),
-        );
+        strip_hop_by_hop(&mut parts.headers);
+        // Written with the head, replacing the client's fields of the same names.
+        let added = Added::new(client, request_id, cell.header(), &trace, millis(remaining));
         parts.version = Version::HTTP_11;
 
         // A retry needs the request again. Only bodiless idempotent requests (or ones with an
@@ -399,10 +389,11 @@ impl Inner {
             span.record("upstream", field::display(upstream.authority()));
             // The request goes as the client sent it (origin-form): the pool dials its
             // upstream and supplies `Host` when the request has none.
-            let request = match first.take() {
-                Some((parts, body)) => {
-                    Request::from_parts(parts, LimitedBody::new(body, self.max_body))
-                }
+            let (request, added) = match first.take() {
+                Some((parts, body)) => (
+                    Request::from_parts(parts, LimitedBody::new(body, self.max_body)),
+                    added,
+                ),
                 None => match &spare {
                     Some((method, uri, headers)) => {
                         let mut retry = Request::new(LimitedBody::empty());
@@ -411,11 +402,7 @@ impl Inner {
                         *retry.headers_mut() = headers.clone();
                         // The retry has less time left than the first attempt had.
                         let left = deadline.saturating_duration_since(Instant::now());
-                        retry.headers_mut().insert(
-                            &X_REQUEST_DEADLINE_MS,
-                            HeaderValue::from(u64::try_from(left.as_millis()).unwrap_or(u64::MAX)),
-                        );
-                        retry
+                        (retry, added.with_deadline_ms(millis(left)))
                     }
                     None => return Err(ErrorCode::UpstreamError.into()),
                 },
@@ -426,6 +413,7 @@ impl Inner {
                 index,
                 upstream,
                 request,
+                Some(&added),
                 started,
                 deadline,
                 deadline < route_deadline,
@@ -492,11 +480,13 @@ impl Inner {
 
 /// Sends one attempt to upstream `index` of a cell and feeds the outcome to its latency
 /// estimator and outlier detector. Returns the judged result and when it completed.
+#[allow(clippy::too_many_arguments)]
 async fn send_attempt(
     c: &containment::CellContainment,
     index: usize,
     upstream: &upstream::Upstream,
     request: Request<LimitedBody>,
+    added: Option<&Added<'_>>,
     started: std::time::Instant,
     deadline: Instant,
     client_deadline: bool,
@@ -504,7 +494,7 @@ async fn send_attempt(
     let pending = c.ewmas()[index].start(started);
     // Two statements, so that the moved-from `send` future is not kept beside the timeout's
     // (see `Proxy::handle`).
-    let sending = tokio::time::timeout_at(deadline, upstream.pool().send(request));
+    let sending = tokio::time::timeout_at(deadline, upstream.pool().send(request, added));
     let result = sending.await;
     let done = std::time::Instant::now();
     let judged = classify(result, done.duration_since(started), client_deadline);

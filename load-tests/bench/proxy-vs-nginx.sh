@@ -88,7 +88,8 @@ run() { # name port pid -> "rps p50 p99 cpu_us_per_request backend_cpu_us_per_re
 }
 per_request() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.2f", (b - a) * 1e6 / n }'; }
 
-declare -A sum_rps sum_p50 sum_p99 sum_cpu sum_echo
+declare -A sum_rps sum_p50 sum_p99 sum_cpu sum_echo round_rps round_p99 round_cpu
+pairs=()
 for t in cellgate nginx; do sum_rps[$t]=0; sum_p50[$t]=0; sum_p99[$t]=0; sum_cpu[$t]=0; sum_echo[$t]=0; done
 add() { awk -v a="$1" -v b="$2" 'BEGIN{print a+b}'; }
 echo "nginx headers: $NGINX_HEADERS"
@@ -104,7 +105,13 @@ for round in $(seq 1 "$ROUNDS"); do
     sum_p99[$t]=$(add "${sum_p99[$t]}" "$p99")
     sum_cpu[$t]=$(add "${sum_cpu[$t]}" "$cpu")
     sum_echo[$t]=$(add "${sum_echo[$t]}" "$echo_cpu")
+    round_rps[$t]=$rps; round_p99[$t]=$p99; round_cpu[$t]=$cpu
   done
+  # The two targets of a round ran back to back: their ratio is the least disturbed by the
+  # machine's load drifting from round to round, which moves every absolute figure.
+  pairs+=("$(awk -v cr="${round_rps[cellgate]}" -v nr="${round_rps[nginx]}" -v c99="${round_p99[cellgate]}" \
+    -v n99="${round_p99[nginx]}" -v cc="${round_cpu[cellgate]}" -v nc="${round_cpu[nginx]}" \
+    'BEGIN { printf "%.4f %.4f %.4f", cr / nr, c99 / n99, cc / nc }')")
 done
 echo
 awk -v cr="${sum_rps[cellgate]}" -v nr="${sum_rps[nginx]}" \
@@ -118,3 +125,17 @@ awk -v cr="${sum_rps[cellgate]}" -v nr="${sum_rps[nginx]}" \
   printf "  nginx    %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  cpu %6.2f us/req  backend %6.2f us/req\n", nr/r, n50/r, n99/r, nc/r, ne/r
   printf "  ratio cellgate/nginx: throughput %.2fx, p50 %.2fx, p99 %.2fx, cpu per request %.2fx\n", cr/nr, c50/n50, c99/n99, cc/nc
 }'
+# Per-round ratios: their median is what a typical pair of back-to-back runs showed, and
+# the count of rounds won says whether the means hide a split.
+printf '%s\n' "${pairs[@]}" | awk '
+  function median(v, n,   i, j, t) {
+    for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
+    return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+  }
+  { n++; rps[n] = $1; p99[n] = $2; cpu[n] = $3
+    if ($1 >= 1) won++; if ($2 <= 1) low++
+    if (n == 1 || $1 < lo) lo = $1; if (n == 1 || $1 > hi) hi = $1 }
+  END {
+    printf "  per round (back to back): throughput ratio median %.2fx (%.2f-%.2fx), cellgate ahead in %d of %d rounds;\n", median(rps, n), lo, hi, won, n
+    printf "    p99 ratio median %.2fx, cellgate p99 <= nginx p99 in %d of %d rounds; cpu per request ratio median %.2fx\n", median(p99, n), low, n, median(cpu, n)
+  }'

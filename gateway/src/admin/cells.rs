@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::AdminState;
 use super::error::ApiError;
-use super::request::{duration, json_body, millis};
+use super::request::{duration, json_body};
+use crate::control::millis;
 use crate::control::now_ms;
 
 /// Ramp length when a drain or undrain names none (SPEC §6).

@@ -29,8 +29,3 @@ pub fn duration(field: &str, value: Option<&str>, default: Duration) -> Result<D
         }),
     }
 }
-
-/// Milliseconds of a duration, saturating.
-pub fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}

@@ -24,9 +24,15 @@ impl Clock for SystemClock {
         // A clock before 1970 is a broken host; 0 keeps every age computation saturating.
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .map(millis)
             .unwrap_or(0)
     }
+}
+
+/// Whole milliseconds of `d`, saturating: the unit of every time the gateway writes to Redis
+/// or into a header.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A clock that only moves when told to; clones share the same time.

@@ -14,6 +14,7 @@ use std::time::Duration;
 use redis::{RedisResult, Script, ScriptInvocation, Value};
 
 use crate::config::RedisTarget;
+use crate::control::millis;
 use crate::redis_conn::{RedisClient, RedisConn};
 
 use super::keys::{GROUP, Partition};
@@ -501,10 +502,6 @@ fn keys(inv: &mut ScriptInvocation<'_>, p: &Partition, record: &str) {
 /// Declares the four partition keys every script starts with.
 fn partition_keys(inv: &mut ScriptInvocation<'_>, p: &Partition) {
     inv.key(&p.stream).key(&p.live).key(&p.delayed).key(&p.dead);
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn as_text(v: &Value) -> Option<String> {

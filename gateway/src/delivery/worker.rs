@@ -20,7 +20,7 @@ use super::metrics::DeliveryOutcome;
 use super::record::StoredRequest;
 use super::recorder::{self, Recorder};
 use super::store::{Outcome, OutcomeKind, QueueError, Take, TakeRequest, Token};
-use crate::control::now_ms;
+use crate::control::{millis, now_ms};
 use crate::proxy::Proxy;
 use crate::proxy::deliver::Sent;
 use crate::proxy::trace_context::TraceParent;
@@ -389,10 +389,6 @@ fn deferral_due(now: u64, wait: Duration) -> u64 {
     let ms = millis(wait).max(50);
     now.saturating_add(ms)
         .saturating_add(fastrand::u64(0..=ms / 2))
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// 408, 429 and 5xx may succeed later; other 4xx never will.

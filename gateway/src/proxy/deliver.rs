@@ -18,7 +18,7 @@ use super::Proxy;
 use super::body::{InFlightGuard, LimitedBody};
 use super::headers::{IDEMPOTENCY_KEY, TRACEPARENT, X_CELL, X_REQUEST_DEADLINE_MS};
 use super::trace_context::TraceParent;
-use crate::control::now_ms;
+use crate::control::{millis, now_ms};
 use crate::delivery::record::{StoredRequest, decode_headers};
 use crate::proxy::upstream::Cell;
 
@@ -134,7 +134,7 @@ impl Proxy {
             return Sent::Failed("upstream_error");
         };
         let (judged, done) =
-            super::send_attempt(c, index, upstream, req, started, deadline, false).await;
+            super::send_attempt(c, index, upstream, req, None, started, deadline, false).await;
         c.transition(cell.name(), permit.record(judged.outcome, done));
         let sent = match judged.response {
             Ok(response) => {
@@ -195,10 +195,7 @@ fn build(
     *headers = decode_headers(&stored.headers);
     headers.insert(&X_CELL, cell.header().clone());
     headers.insert(&TRACEPARENT, trace.to_header());
-    headers.insert(
-        &X_REQUEST_DEADLINE_MS,
-        HeaderValue::from(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
-    );
+    headers.insert(&X_REQUEST_DEADLINE_MS, HeaderValue::from(millis(timeout)));
     if let Ok(key) = HeaderValue::from_str(&stored.idempotency_key) {
         headers.insert(&IDEMPOTENCY_KEY, key);
     }

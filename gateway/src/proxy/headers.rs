@@ -9,6 +9,10 @@ use http::header::{
     TRANSFER_ENCODING, UPGRADE,
 };
 
+mod added;
+
+pub use added::Added;
+
 /// `X-Forwarded-For`
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Forwarded-Proto`
@@ -126,6 +130,15 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: &Client) {
         headers.insert(&X_FORWARDED_FOR, value);
     }
     headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+}
+
+/// Writes one field line, `name: value` and CRLF. `HeaderName` and `HeaderValue` reject CR
+/// and LF, and so do the values [`Added`] writes, so nothing can be smuggled in here.
+pub fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Bytes the request's header fields occupy on the wire (name, value, `": "` and CRLF).

@@ -22,6 +22,7 @@ use tower_service::Service as _;
 use tracing::debug;
 
 use super::body::{LimitedBody, RequestBodyError};
+use super::headers::Added;
 pub use conn::ResponseBody;
 use conn::{Conn, Failed};
 pub use h1::ProtocolError;
@@ -161,7 +162,11 @@ impl Pool {
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn send(&self, req: Request<LimitedBody>) -> Result<Response<ResponseBody>, Error> {
+    pub async fn send(
+        &self,
+        req: Request<LimitedBody>,
+        added: Option<&Added<'_>>,
+    ) -> Result<Response<ResponseBody>, Error> {
         // A request that could not go again if its connection turned out closed gets a
         // checkout that asks the kernel, not only the I/O driver, whether it still is.
         let verify = !conn::replayable(&req);
@@ -169,7 +174,7 @@ impl Pool {
             Some(conn) => conn,
             None => self.shared.connect().await?,
         };
-        match conn.send(req).await {
+        match conn.send(req, added).await {
             Ok(response) => Ok(response),
             Err(Failed {
                 error,
@@ -179,7 +184,7 @@ impl Pool {
                 let conn = self.shared.connect().await?;
                 // Counted once it goes again: a failed reconnect is the connect error.
                 self.shared.resent.inc();
-                conn.send(req).await.map_err(|failed| failed.error)
+                conn.send(req, added).await.map_err(|failed| failed.error)
             }
             Err(failed) => Err(failed.error),
         }

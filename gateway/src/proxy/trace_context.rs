@@ -68,11 +68,16 @@ impl TraceParent {
 
     /// The header value, `00-<trace>-<span>-<flags>`.
     pub fn to_header(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.encode()).unwrap_or(HeaderValue::from_static(""))
+    }
+
+    /// The header value's bytes.
+    pub fn encode(&self) -> [u8; 55] {
         let mut buf = *b"00-00000000000000000000000000000000-0000000000000000-00";
         hex_into(&self.trace_id, &mut buf[3..35]);
         hex_into(&self.span_id, &mut buf[36..52]);
         hex_into(&[self.flags], &mut buf[53..55]);
-        HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static(""))
+        buf
     }
 }
 

@@ -12,11 +12,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use redis::Value;
 
+use crate::control::millis;
 use crate::redis_conn::{RedisClient, RedisConn};
 
-use super::{
-    GROUP, Partition, QueueError, QueueStore, StoredRequest, as_text, millis, partition_keys,
-};
+use super::{GROUP, Partition, QueueError, QueueStore, StoredRequest, as_text, partition_keys};
 
 /// About how many bytes of stored requests (bodies and headers) one `take` call answers
 /// with; the tokens beyond are taken by further calls. Bounds what one call holds in Redis's

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use super::h1::{self, BodyKind, ChunkedDecoder, Decoded, RequestFraming};
 use super::{Error, Shared};
 use crate::proxy::body::LimitedBody;
-use crate::proxy::headers::IDEMPOTENCY_KEY;
+use crate::proxy::headers::{Added, IDEMPOTENCY_KEY};
 
 /// Room kept free for one read: a small response arrives whole.
 const READ_SIZE: usize = 16 * 1024;
@@ -132,6 +132,7 @@ impl Conn {
     pub(super) async fn send(
         mut self: Box<Self>,
         req: Request<LimitedBody>,
+        added: Option<&Added<'_>>,
     ) -> Result<Response<ResponseBody>, Failed> {
         let (mut parts, mut body) = req.into_parts();
         let framing = h1::request_framing(
@@ -147,6 +148,7 @@ impl Conn {
             &parts.uri,
             &parts.headers,
             &self.pool.host,
+            added,
             &mut self.write,
         );
         let mut upload = Upload::None;

@@ -9,6 +9,8 @@ use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, Version};
 
+use crate::proxy::headers::{Added, put_field};
+
 /// Most header fields accepted in a response head (hyper's default).
 const MAX_HEADERS: usize = 100;
 /// Largest response head accepted (64 KiB less one, so offsets into it fit in a `u16`); an
@@ -91,12 +93,13 @@ pub fn request_framing(
 }
 
 /// Writes the request line and header block, origin-form (authority-form for CONNECT),
-/// adding `host` when the request has no `Host`.
+/// adding `host` when the request has no `Host`, and the `added` fields.
 pub fn encode_head(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     host: &HeaderValue,
+    added: Option<&Added<'_>>,
     out: &mut Vec<u8>,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
@@ -113,19 +116,16 @@ pub fn encode_head(
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
     if !headers.contains_key(HOST) {
-        put_field(out, HOST.as_str(), host);
+        put_field(out, HOST.as_str().as_bytes(), host.as_bytes());
     }
-    for (name, value) in headers {
-        put_field(out, name.as_str(), value);
+    match added {
+        Some(added) => added.write_fields(headers, out),
+        None => {
+            for (name, value) in headers {
+                put_field(out, name.as_str().as_bytes(), value.as_bytes());
+            }
+        }
     }
-    out.extend_from_slice(b"\r\n");
-}
-
-fn put_field(out: &mut Vec<u8>, name: &str, value: &HeaderValue) {
-    // `HeaderName` and `HeaderValue` reject CR and LF, so nothing can be smuggled in here.
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 

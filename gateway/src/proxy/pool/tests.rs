@@ -214,7 +214,7 @@ fn get(path: &str) -> Request<LimitedBody> {
 
 /// Sends `req` and reads the whole body.
 async fn fetch(pool: &Pool, req: Request<LimitedBody>) -> Result<(u16, Bytes), Error> {
-    let response = pool.send(req).await?;
+    let response = pool.send(req, None).await?;
     let status = response.status().as_u16();
     let body = response.into_body().collect().await?.to_bytes();
     Ok((status, body))
@@ -332,7 +332,7 @@ async fn chunked_responses_are_decoded_and_the_connection_reused() {
         Act::Reply(OK),
     ])
     .await;
-    let response = up.pool.send(get("/1")).await.unwrap();
+    let response = up.pool.send(get("/1"), None).await.unwrap();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, "hello!");
     assert_eq!(
@@ -494,7 +494,7 @@ async fn a_response_framed_both_ways_is_read_by_its_chunks_and_not_trusted_again
         Act::Reply(OK),
     ])
     .await;
-    let response = up.pool.send(get("/1")).await.unwrap();
+    let response = up.pool.send(get("/1"), None).await.unwrap();
     assert!(!response.headers().contains_key("content-length"));
     assert_eq!(
         response.into_body().collect().await.unwrap().to_bytes(),

@@ -270,12 +270,13 @@ fn heads_are_encoded_origin_form_with_host() {
         &"/p?q=1".parse().unwrap(),
         &h,
         &host,
+        None,
         &mut out,
     );
     assert_eq!(out, b"GET /p?q=1 HTTP/1.1\r\nhost: up:81\r\nx-a: 1\r\n\r\n");
     out.clear();
     h.insert(HOST, HeaderValue::from_static("client.example"));
-    encode_head(&Method::DELETE, &Uri::default(), &h, &host, &mut out);
+    encode_head(&Method::DELETE, &Uri::default(), &h, &host, None, &mut out);
     assert_eq!(
         out,
         b"DELETE / HTTP/1.1\r\nx-a: 1\r\nhost: client.example\r\n\r\n"
