@@ -198,13 +198,33 @@ mod tests {
 
     const TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
+    /// What the fields of a request from 10.0.0.1, id `req-1`, to `cell-2` borrow.
+    struct Request {
+        client: Client,
+        id: HeaderValue,
+        cell: HeaderValue,
+        trace: TraceParent,
+    }
+
+    impl Request {
+        fn new() -> Request {
+            Request {
+                client: Client::new("10.0.0.1".parse().unwrap()),
+                id: HeaderValue::from_static("req-1"),
+                cell: HeaderValue::from_static("cell-2"),
+                trace: TraceParent::parse(&HeaderValue::from_static(TRACE)).unwrap(),
+            }
+        }
+
+        fn added(&self, deadline_ms: u64) -> Added<'_> {
+            Added::new(&self.client, &self.id, &self.cell, &self.trace, deadline_ms)
+        }
+    }
+
     #[test]
     fn added_fields_follow_the_requests_own() {
-        let client = Client::new("10.0.0.1".parse().unwrap());
-        let id = HeaderValue::from_static("req-1");
-        let cell = HeaderValue::from_static("cell-2");
-        let trace = TraceParent::parse(&HeaderValue::from_static(TRACE)).unwrap();
-        let added = Added::new(&client, &id, &cell, &trace, 0);
+        let request = Request::new();
+        let added = request.added(0);
         let mut h = HeaderMap::new();
         h.insert("x-a", HeaderValue::from_static("1"));
         h.append("x-a", HeaderValue::from_static("2"));
@@ -232,11 +252,8 @@ mod tests {
 
     #[test]
     fn added_fields_replace_what_the_client_sent() {
-        let client = Client::new("10.0.0.1".parse().unwrap());
-        let id = HeaderValue::from_static("req-1");
-        let cell = HeaderValue::from_static("cell-2");
-        let trace = TraceParent::parse(&HeaderValue::from_static(TRACE)).unwrap();
-        let added = Added::new(&client, &id, &cell, &trace, 250);
+        let request = Request::new();
+        let added = request.added(250);
         let mut h = HeaderMap::new();
         // Same lengths as the added names, other names: kept.
         h.insert("x-cely", HeaderValue::from_static("kept"));
@@ -265,11 +282,8 @@ mod tests {
 
     #[test]
     fn the_client_address_ends_the_chain_it_sent() {
-        let client = Client::new("10.0.0.1".parse().unwrap());
-        let id = HeaderValue::from_static("req-1");
-        let cell = HeaderValue::from_static("cell-2");
-        let trace = TraceParent::new_root(false);
-        let added = Added::new(&client, &id, &cell, &trace, 1);
+        let request = Request::new();
+        let added = request.added(1);
         let chain = |h: &HeaderMap| {
             let lines = written(&added, h);
             let xff: Vec<_> = lines
