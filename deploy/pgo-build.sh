@@ -39,6 +39,7 @@ done
 work=$(mktemp -d "${TMPDIR:-/tmp}/cellgate-pgo.XXXXXX")
 # shellcheck source=../load-tests/bench/lib.sh
 . "$root/load-tests/bench/lib.sh"
+log() { printf 'pgo-build: %s\n' "$*" >&2; }
 
 log "1/4 instrumented build"
 RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$work/profiles" CARGO_TARGET_DIR="$target/pgo-gen" \
