@@ -133,7 +133,7 @@ printf '%s\n' "${pairs[@]}" | awk '
     return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
   }
   { n++; rps[n] = $1; p99[n] = $2; cpu[n] = $3
-    if ($1 >= 1) won++; if ($2 <= 1) low++
+    if ($1 > 1) won++; if ($2 <= 1) low++
     if (n == 1 || $1 < lo) lo = $1; if (n == 1 || $1 > hi) hi = $1 }
   END {
     printf "  per round (back to back): throughput ratio median %.2fx (%.2f-%.2fx), cellgate ahead in %d of %d rounds;\n", median(rps, n), lo, hi, won, n

@@ -134,7 +134,7 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: &Client) {
 
 /// Writes one field line, `name: value` and CRLF. `HeaderName` and `HeaderValue` reject CR
 /// and LF, and so do the values [`Added`] writes, so nothing can be smuggled in here.
-pub fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub(crate) fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);

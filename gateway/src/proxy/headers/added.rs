@@ -16,7 +16,8 @@ use crate::proxy::trace_context::TraceParent;
 ///
 /// They are written with the request head ([`write_fields`](Self::write_fields)) rather than
 /// inserted into the request's header map: an insert hashes the name and probes the map, and
-/// six of them cost about a twentieth of the gateway's own work per proxied request.
+/// the six of them, with their values' allocations, were about a tenth of the gateway's
+/// user-space instructions per proxied request.
 #[derive(Clone, Copy, Debug)]
 pub struct Added<'a> {
     client: &'a Client,
@@ -65,50 +66,22 @@ impl<'a> Added<'a> {
     /// are joined, in order, so that no hop is lost, and the client's address ends it. Lines
     /// that are not visible ASCII or are empty are dropped.
     pub fn write_fields(&self, headers: &HeaderMap, out: &mut Vec<u8>) {
-        // A header map yields all the values of a name one after the other: the chain's line
-        // is open from its first hop until a field of another name is written.
-        #[derive(PartialEq)]
-        enum Chain {
-            NotSent,
-            Open,
-            Closed,
-        }
-        let mut chain = Chain::NotSent;
+        let mut chain_written = false;
         for (name, value) in headers {
             match own(name) {
-                Own::Kept => {
-                    if chain == Chain::Open {
-                        self.end_chain(out);
-                        chain = Chain::Closed;
-                    }
-                    put_field(out, name.as_str().as_bytes(), value.as_bytes());
-                }
+                Own::Kept => put_field(out, name.as_str().as_bytes(), value.as_bytes()),
                 Own::Replaced => {}
+                Own::ForwardedFor if chain_written => {}
                 Own::ForwardedFor => {
-                    let Some(hop) = value.to_str().ok().map(str::trim).filter(|h| !h.is_empty())
-                    else {
-                        continue;
-                    };
-                    if chain == Chain::Open {
-                        out.extend_from_slice(b", ");
-                    } else {
-                        // Lines after a field of another name cannot occur (see above).
-                        out.extend_from_slice(X_FORWARDED_FOR.as_str().as_bytes());
-                        out.extend_from_slice(b": ");
-                        chain = Chain::Open;
-                    }
-                    out.extend_from_slice(hop.as_bytes());
+                    // All its lines at once, in order (which `get_all` promises; the order of
+                    // a map's iteration is not), where the first one was.
+                    self.write_chain(Some(headers), out);
+                    chain_written = true;
                 }
             }
         }
-        match chain {
-            Chain::Open => self.end_chain(out),
-            Chain::Closed => {}
-            Chain::NotSent => {
-                if let Some(address) = &self.client.forwarded_for {
-                    put_field(out, X_FORWARDED_FOR.as_str().as_bytes(), address.as_bytes());
-                }
-            }
+        if !chain_written {
+            self.write_chain(None, out);
         }
         put_field(out, X_FORWARDED_PROTO.as_str().as_bytes(), b"http");
         put_field(
@@ -126,12 +99,37 @@ impl<'a> Added<'a> {
         );
     }
 
-    fn end_chain(&self, out: &mut Vec<u8>) {
-        if let Some(address) = &self.client.forwarded_for {
-            out.extend_from_slice(b", ");
-            out.extend_from_slice(address.as_bytes());
+    /// `X-Forwarded-For`: the usable hops the client `sent`, then the client's address.
+    fn write_chain(&self, sent: Option<&HeaderMap>, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(X_FORWARDED_FOR.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        let prefix_end = out.len();
+        let hops = sent
+            .into_iter()
+            .flat_map(|headers| headers.get_all(&X_FORWARDED_FOR))
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|hop| !hop.is_empty())
+            .map(str::as_bytes)
+            .chain(
+                self.client
+                    .forwarded_for
+                    .as_ref()
+                    .map(HeaderValue::as_bytes),
+            );
+        for (i, hop) in hops.enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(hop);
         }
-        out.extend_from_slice(b"\r\n");
+        if out.len() == prefix_end {
+            // Nothing to say: no field rather than an empty one.
+            out.truncate(start);
+        } else {
+            out.extend_from_slice(b"\r\n");
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use crate::proxy::headers::Client;
+use crate::proxy::trace_context::TraceParent;
 
 fn parse(bytes: &[u8], method: &Method) -> (Result<Option<ResponseHead>, ProtocolError>, BytesMut) {
     let mut buf = BytesMut::from(bytes);
@@ -281,6 +283,35 @@ fn heads_are_encoded_origin_form_with_host() {
         out,
         b"DELETE / HTTP/1.1\r\nx-a: 1\r\nhost: client.example\r\n\r\n"
     );
+}
+
+#[test]
+fn heads_with_added_fields_keep_host_first_and_the_added_last() {
+    let client = Client::new("10.0.0.1".parse().unwrap());
+    let id = HeaderValue::from_static("req-1");
+    let cell = HeaderValue::from_static("cell-2");
+    let trace = TraceParent::new_root(true);
+    let added = Added::new(&client, &id, &cell, &trace, 7);
+    let mut h = HeaderMap::new();
+    h.insert("x-a", HeaderValue::from_static("1"));
+    h.insert("x-cell", HeaderValue::from_static("forged"));
+    let mut out = Vec::new();
+    encode_head(
+        &Method::GET,
+        &"/p".parse().unwrap(),
+        &h,
+        &HeaderValue::from_static("up:81"),
+        Some(&added),
+        &mut out,
+    );
+    let text = String::from_utf8(out).unwrap();
+    let want = format!(
+        "GET /p HTTP/1.1\r\nhost: up:81\r\nx-a: 1\r\nx-forwarded-for: 10.0.0.1\r\n\
+         x-forwarded-proto: http\r\nx-request-id: req-1\r\nx-cell: cell-2\r\n\
+         traceparent: {}\r\nx-request-deadline-ms: 7\r\n\r\n",
+        trace.to_header().to_str().unwrap()
+    );
+    assert_eq!(text, want);
 }
 
 #[test]
