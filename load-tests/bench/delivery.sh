@@ -83,19 +83,13 @@ DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-120}
 ECHO_THREADS=${ECHO_THREADS:-1}
 GATEWAY_THREADS=${GATEWAY_THREADS-1}
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
 for tool in wrk redis-server redis-cli curl python3; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install -y wrk redis-server curl python3)" >&2; exit 2; }
 done
-if [ -z "${CELLGATE:-}" ]; then
-  cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p gateway
-  CELLGATE="${CARGO_TARGET_DIR:-$root/target}/release/cellgate"
-fi
-bin=$CELLGATE
-
 work=$(mktemp -d "${TMPDIR:-/tmp}/cellgate-bench-delivery.XXXXXX")
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+cellgate_bin
 echo_cpu() {
   local total=0
   for p in "${echo_pids[@]}"; do total=$(awk -v a="$total" -v b="$(cpu_of "$p")" 'BEGIN { print a + b }'); done

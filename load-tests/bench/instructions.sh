@@ -63,16 +63,11 @@ done
 for tool in valgrind callgrind_control wrk nginx curl python3; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y valgrind wrk nginx curl python3" >&2; exit 2; }
 done
-if [ -z "${CELLGATE:-}" ]; then
-  cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p gateway
-  CELLGATE="$root/target/release/cellgate"
-fi
-bin=$CELLGATE
-
 export CELLGATE_LOG=warn
 work=$(mktemp -d)
 # shellcheck source=lib.sh
 . "$root/load-tests/bench/lib.sh"
+cellgate_bin
 
 http_ok() { curl -fsS -o /dev/null -H 'x-user-id: bench' "$1"; }
 read -r echo_port gw_port admin_port nginx_port < <(free_ports 4)

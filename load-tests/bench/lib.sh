@@ -14,7 +14,8 @@ cleanup() {
     kill -KILL "$pid" 2>/dev/null || true
   done
   wait 2>/dev/null || true
-  if [ "${KEEP_WORK:-0}" = 1 ] || [ "$rc" -ne 0 ]; then
+  # An empty one (a run that failed before it wrote anything) is not worth keeping.
+  if { [ "${KEEP_WORK:-0}" = 1 ] || [ "$rc" -ne 0 ]; } && [ -n "$(ls -A "$work" 2>/dev/null)" ]; then
     echo "work directory kept: $work" >&2
   else
     rm -rf "$work"
@@ -70,6 +71,19 @@ to_ms() { awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms
 commandstats() {
   redis-cli -p "$1" info commandstats | tr -d '\r' | awk -F'[:,=]' '
     /^cmdstat_/ { name = substr($1, 9); if (name != "info" && name !~ /^command/) print name, $3, $5 }'
+}
+# cellgate_bin: sets `bin` to $CELLGATE when given (another build, no cargo), else to a
+# release build of this tree's gateway, built now (under CARGO_TARGET_DIR when set).
+cellgate_bin() {
+  if [ -z "${CELLGATE:-}" ]; then
+    local root
+    root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+    cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p gateway
+    bin="${CARGO_TARGET_DIR:-$root/target}/release/cellgate"
+  else
+    bin=$CELLGATE
+  fi
+  [ -x "$bin" ] || { echo "no executable cellgate at $bin" >&2; exit 2; }
 }
 # echo_backend port: starts one `cellgate echo-cell` ($bin) on the port, logging to
 # $work/echo.log, and waits for it; its pid is in echo_pid (and in pids).

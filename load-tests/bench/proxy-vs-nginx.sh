@@ -42,15 +42,10 @@ esac
 for tool in wrk nginx; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y $tool" >&2; exit 2; }
 done
-if [ -z "${CELLGATE:-}" ]; then
-  cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p gateway
-  CELLGATE="$root/target/release/cellgate"
-fi
-bin=$CELLGATE
-
 work=$(mktemp -d)
 # shellcheck source=lib.sh
 . "$root/load-tests/bench/lib.sh"
+cellgate_bin
 
 http_ok() { curl -fsS -o /dev/null -H 'x-user-id: bench' "$1"; }
 read -r echo_port gw_port admin_port nginx_port < <(free_ports 4)
