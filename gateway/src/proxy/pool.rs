@@ -160,17 +160,21 @@ impl Pool {
     /// when the upstream closed without a byte of answer and the request is safe to repeat (no
     /// body; an idempotent method or an `Idempotency-Key`). Nothing else is ever retried.
     ///
+    /// `now` is the caller's clock reading (the attempt's start): it judges whether an idle
+    /// connection has expired, without a clock read of the pool's own.
+    ///
     /// # Errors
     /// See [`Error`].
     pub async fn send(
         &self,
         req: Request<LimitedBody>,
         added: Option<&Added<'_>>,
+        now: Instant,
     ) -> Result<Response<ResponseBody>, Error> {
         // A request that could not go again if its connection turned out closed gets a
         // checkout that asks the kernel, not only the I/O driver, whether it still is.
         let verify = !conn::replayable(&req);
-        let conn = match self.shared.checkout(verify) {
+        let conn = match self.shared.checkout(verify, now) {
             Some(conn) => conn,
             None => self.shared.connect().await?,
         };
@@ -212,8 +216,7 @@ impl Shared {
     }
 
     /// The most recently used idle connection that is still open, if any.
-    fn checkout(self: &Arc<Self>, verify: bool) -> Option<Box<Conn>> {
-        let now = Instant::now();
+    fn checkout(self: &Arc<Self>, verify: bool, now: Instant) -> Option<Box<Conn>> {
         loop {
             let popped = self.idle().pop()?;
             if now.saturating_duration_since(popped.since) > self.config.idle_timeout {

@@ -12,6 +12,7 @@ use http::Request;
 use http_body_util::BodyExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
 
@@ -214,7 +215,7 @@ fn get(path: &str) -> Request<LimitedBody> {
 
 /// Sends `req` and reads the whole body.
 async fn fetch(pool: &Pool, req: Request<LimitedBody>) -> Result<(u16, Bytes), Error> {
-    let response = pool.send(req, None).await?;
+    let response = pool.send(req, None, Instant::now()).await?;
     let status = response.status().as_u16();
     let body = response.into_body().collect().await?.to_bytes();
     Ok((status, body))
@@ -332,7 +333,7 @@ async fn chunked_responses_are_decoded_and_the_connection_reused() {
         Act::Reply(OK),
     ])
     .await;
-    let response = up.pool.send(get("/1"), None).await.unwrap();
+    let response = up.pool.send(get("/1"), None, Instant::now()).await.unwrap();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, "hello!");
     assert_eq!(
@@ -494,7 +495,7 @@ async fn a_response_framed_both_ways_is_read_by_its_chunks_and_not_trusted_again
         Act::Reply(OK),
     ])
     .await;
-    let response = up.pool.send(get("/1"), None).await.unwrap();
+    let response = up.pool.send(get("/1"), None, Instant::now()).await.unwrap();
     assert!(!response.headers().contains_key("content-length"));
     assert_eq!(
         response.into_body().collect().await.unwrap().to_bytes(),
