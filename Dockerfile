@@ -9,7 +9,7 @@
 # the runtime stage is debian-slim with only the two binaries, CA certificates and curl (for
 # the HEALTHCHECK), running as an unprivileged user. It builds the plain release profile;
 # `deploy/pgo-build.sh` builds a profile-guided binary (a cheaper request path, README
-# "Benchmarks"), which needs a training run the image build does not do.
+# "Benchmark"), which needs a training run the image build does not do.
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm

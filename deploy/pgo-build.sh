@@ -18,7 +18,7 @@
 #   3. `llvm-profdata merge`;
 #   4. the release build again with `-Cprofile-use`, in target/pgo-use, copied to OUT.
 #
-# What it bought on a 2-core VM (README, "Benchmarks"), one worker thread: 17 % fewer
+# What it bought on a 2-core VM (README, "Benchmark"), one worker thread: 17 % fewer
 # user-space instructions and 47 % fewer instruction-cache misses per proxied request than
 # the plain release build (`CACHE_SIM=1 load-tests/bench/instructions.sh`).
 # A profile describes the code it was taken from: build and train from the same tree, as this

@@ -379,10 +379,11 @@ impl Inner {
         let mut attempt: u32 = 1;
         let guard = InFlightGuard::new(cell.metrics().in_flight());
         loop {
+            // tokio's clock, like the pool's idle times (they differ only when a test pauses it).
             let started = if attempt == 1 {
                 now
             } else {
-                std::time::Instant::now()
+                Instant::now().into_std()
             };
             let Some(index) = c.pick(started, exclude) else {
                 return Err(Refusal::unavailable(None));

@@ -11,8 +11,9 @@
 #     production queue would run it (an acknowledged enqueue survives a Redis restart; a
 #     crash of the host loses at most the last second), RDB snapshots off, `noeviction`;
 #   - three `cellgate echo-cell` backends, one per cell;
-#   - per round, one gateway (release build, `cargo build --release -p gateway`) with
-#     `[delivery] workers = <w>`, no rate limits, `[redis] timeout = REDIS_TIMEOUT` (the
+#   - per round, one gateway (release build, `cargo build --release -p gateway`; see CELLGATE
+#     and PGO below) with `[delivery] workers = <w>`, no rate limits,
+#     `[redis] timeout = REDIS_TIMEOUT` (the
 #     enqueue's budget; workers use their own connection bounded by `[control].timeout`).
 # One round per (w in WORKERS, r in RATES), each on an emptied Redis (FLUSHALL) and a fresh
 # gateway: a WARMUP of load, drained; then wrk (THREADS threads, CONNECTIONS connections)
@@ -52,7 +53,9 @@
 # Environment: DURATION (10s), WORKERS ("64 128"), RATES ("5000 max"), CONNECTIONS (64),
 # THREADS (2), USERS (100000), BODY_BYTES (256), WARMUP (2s), REDIS_TIMEOUT ("10ms", as in
 # deploy/cellgate.toml), VISIBILITY_TIMEOUT ("30s", the default), DRAIN_TIMEOUT (120 s),
-# CELLGATE=<binary> runs that build instead of building this tree (to compare builds).
+# CELLGATE=<binary> runs that build instead of building this tree (to compare builds); PGO=1
+# builds the profile-guided binary (deploy/pgo-build.sh) and runs it: its training load is
+# proxied traffic, not the queue, so the enqueue and delivery paths are untrained in it.
 # REDIS_ARGS: more redis-server options (e.g. "--auto-aof-rewrite-percentage 0").
 # GATEWAY_THREADS (1): worker threads of the gateway ('' = one per core). The gateway needs
 # about half a core at 5,000 messages/s; on these 2 shared cores a second worker thread cost

@@ -8,6 +8,7 @@
 #   load-tests/bench/instructions.sh
 #   TOP=25 load-tests/bench/instructions.sh                 # each one's 25 costliest functions
 #   CELLGATE=/path/to/cellgate load-tests/bench/instructions.sh   # another build (no cargo)
+#   PGO=1 load-tests/bench/instructions.sh         # the profile-guided build (deploy/pgo-build.sh)
 #   TARGETS=cellgate CELLGATE=<build> load-tests/bench/instructions.sh  # Cellgate only: run
 #                                                  # once per build to compare two builds
 #   NGINX_HEADERS=plain load-tests/bench/instructions.sh    # nginx adds no header (see lib.sh)
@@ -40,6 +41,7 @@
 #
 # Environment: REQUESTS (20000), WARMUP (3000), CONNECTIONS (16), TOP (0: no function list),
 # TARGETS ("cellgate nginx"), NGINX_HEADERS (same), CELLGATE (binary; default: build this tree),
+# PGO (1: build this tree profile-guided, deploy/pgo-build.sh),
 # KEEP_WORK=1 keeps the callgrind files (callgrind_annotate reads them).
 # Needs: valgrind, wrk, nginx, curl, python3 (apt-get install -y valgrind wrk nginx).
 set -euo pipefail

@@ -73,13 +73,27 @@ commandstats() {
     /^cmdstat_/ { name = substr($1, 9); if (name != "info" && name !~ /^command/) print name, $3, $5 }'
 }
 # cellgate_bin: sets `bin` to $CELLGATE when given (another build, no cargo), else to a
-# release build of this tree's gateway, built now (under CARGO_TARGET_DIR when set).
+# release build of this tree's gateway, built now (under CARGO_TARGET_DIR when set); with
+# PGO=1, to a profile-guided one, built now by deploy/pgo-build.sh (about 10 minutes).
 cellgate_bin() {
+  if [ -n "${CELLGATE:-}" ] && [ "${PGO:-0}" != 0 ]; then
+    echo "CELLGATE names a build to run, PGO=1 asks for one to be built: set one of them" >&2
+    exit 2
+  fi
   if [ -z "${CELLGATE:-}" ]; then
     local root
     root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-    cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p gateway
-    bin="${CARGO_TARGET_DIR:-$root/target}/release/cellgate"
+    case ${PGO:-0} in
+      0)
+        cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p gateway
+        bin="${CARGO_TARGET_DIR:-$root/target}/release/cellgate"
+        ;;
+      1)
+        bin="${CARGO_TARGET_DIR:-$root/target}/pgo/cellgate"
+        "$root/deploy/pgo-build.sh" "$bin" >&2
+        ;;
+      *) echo "PGO must be 0 or 1, not $PGO" >&2; exit 2 ;;
+    esac
   else
     bin=$CELLGATE
   fi

@@ -5,6 +5,7 @@
 #   DURATION=30s CONNECTIONS=128 load-tests/bench/proxy-vs-nginx.sh
 #   GATEWAY_THREADS=2 load-tests/bench/proxy-vs-nginx.sh  # Cellgate on two threads
 #   CELLGATE=/path/to/cellgate load-tests/bench/proxy-vs-nginx.sh  # another build (no cargo)
+#   PGO=1 load-tests/bench/proxy-vs-nginx.sh      # the profile-guided build (deploy/pgo-build.sh)
 #   NGINX_HEADERS=plain load-tests/bench/proxy-vs-nginx.sh  # nginx adds no header at all
 #
 # NGINX_HEADERS=same (the default) has nginx do the header work Cellgate does on every

@@ -119,7 +119,7 @@ impl Proxy {
         let _guard = InFlightGuard::new(cell.metrics().in_flight());
         let _slot = slot;
 
-        let started = std::time::Instant::now();
+        let started = start.into_std();
         let Some(index) = c.pick(started, None) else {
             // No eligible upstream: nothing was sent, so nothing to judge the cell by.
             drop(permit);

@@ -215,7 +215,8 @@ impl Shared {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The most recently used idle connection that is still open, if any.
+    /// The most recently used idle connection that is still open, if any; one idle for longer
+    /// than `idle_timeout` at `now` (the caller's clock reading) has expired.
     fn checkout(self: &Arc<Self>, verify: bool, now: Instant) -> Option<Box<Conn>> {
         loop {
             let popped = self.idle().pop()?;

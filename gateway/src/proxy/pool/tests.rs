@@ -215,7 +215,16 @@ fn get(path: &str) -> Request<LimitedBody> {
 
 /// Sends `req` and reads the whole body.
 async fn fetch(pool: &Pool, req: Request<LimitedBody>) -> Result<(u16, Bytes), Error> {
-    let response = pool.send(req, None, Instant::now()).await?;
+    fetch_at(pool, req, Instant::now()).await
+}
+
+/// [`fetch`] with the caller's clock reading `now` (what idle expiry is judged at).
+async fn fetch_at(
+    pool: &Pool,
+    req: Request<LimitedBody>,
+    now: Instant,
+) -> Result<(u16, Bytes), Error> {
+    let response = pool.send(req, None, now).await?;
     let status = response.status().as_u16();
     let body = response.into_body().collect().await?.to_bytes();
     Ok((status, body))
@@ -251,6 +260,23 @@ async fn an_idle_connection_the_upstream_closed_is_replaced() {
     // Let the close arrive and be noticed while the connection sits idle.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(fetch(&up.pool, get("/2")).await.unwrap().0, 200);
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+}
+
+/// Idle expiry is judged at the time the caller passes (its attempt's start), not at a clock
+/// read of the pool's own: a connection idle for less than `idle_timeout` (30 s here) by then
+/// serves the request, one idle for longer is closed and a new one dialled.
+#[tokio::test]
+async fn idle_expiry_is_judged_at_the_callers_time() {
+    let up = upstream(vec![Act::Reply(OK), Act::Reply(OK), Act::Reply(OK)]).await;
+    fetch(&up.pool, get("/1")).await.unwrap();
+    idle(&up.pool, 1).await;
+    let within = Instant::now() + Duration::from_secs(29);
+    assert_eq!(fetch_at(&up.pool, get("/2"), within).await.unwrap().0, 200);
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
+    idle(&up.pool, 1).await;
+    let past = Instant::now() + Duration::from_secs(31);
+    assert_eq!(fetch_at(&up.pool, get("/3"), past).await.unwrap().0, 200);
     assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
 }
 
