@@ -64,7 +64,8 @@
 # ECHO_THREADS (1): worker threads of each echo cell. The cells stand in for backends on
 # other machines; with one thread each, three of them add 3 runnable threads to this
 # machine's 2 cores rather than 6.
-# PRIORITY (none): `nice` or `fifo` gives Redis and each gateway, every thread of them, CPU
+# PRIORITY (none): `nice` or `fifo` gives Redis and each gateway (every thread they have once
+# ready; threads started later, such as tokio's blocking pool, run at normal priority) CPU
 # priority over the rest of this machine (wrk, the echo cells) with SCHED_RESET_ON_FORK, so
 # that what they fork, above all Redis's AOF-rewrite child, runs at normal priority:
 #   - nice: nice -20 (CFS weight 88761 against a normal thread's 1024);
@@ -72,7 +73,8 @@
 #     still leaves other work 5 % of each core).
 # It stands in for what a deployment gives them, cores of their own: on 2 shared cores the
 # rewrite child otherwise takes a core away from Redis's main thread and the gateway, and the
-# enqueue p99 is the fork's (docs/delivery.md, "Redis's forks"). Needs root or CAP_SYS_NICE.
+# enqueue p99 is the fork's (docs/delivery.md, "Redis's forks and CPU priority"). Needs root
+# or CAP_SYS_NICE.
 # KEEP_WORK=1 keeps the work directory (configs, logs, wrk output, commandstats); it is also
 # kept when a run fails or is interrupted.
 # PROFILE=1 also samples the gateway and Redis with `perf record` for the middle half of the
@@ -124,15 +126,21 @@ pids+=("$redis_pid")
 rcli() { redis-cli -p "$redis_port" "$@"; }
 wait_until redis rcli ping
 
-# prioritize pid fifo_priority: PRIORITY for every thread of process `pid` (see the header).
+# prioritize pid fifo_priority: PRIORITY for every thread process `pid` has now (see the
+# header). A thread that ended meanwhile is skipped; any other failure ends the run.
 prioritize() {
   local task
+  [ -d "/proc/$1/task" ] || { echo "PRIORITY: process $1 is gone" >&2; exit 2; }
   for task in /proc/"$1"/task/*; do
     task=${task##*/}
     case $PRIORITY in
       nice) chrt --reset-on-fork --other -p 0 "$task" && renice -n -20 -p "$task" >/dev/null ;;
       fifo) chrt --reset-on-fork --fifo -p "$2" "$task" ;;
-    esac || { echo "could not raise the priority of $1 (PRIORITY needs root or CAP_SYS_NICE)" >&2; exit 2; }
+    esac || [ ! -d "/proc/$1/task/$task" ] || {
+      echo "could not set PRIORITY=$PRIORITY on thread $task of $1 (see the error above;" \
+        "it needs root or CAP_SYS_NICE)" >&2
+      exit 2
+    }
   done
 }
 [ -z "$PRIORITY" ] || prioritize "$redis_pid" 10
@@ -318,7 +326,7 @@ TOML
     gw_pid=$!
     pids+=("$gw_pid")
     wait_until gateway curl -fsS "http://127.0.0.1:$admin_port/readyz"
-    # Once ready, its runtime's threads all exist.
+    # Once ready, its runtime's worker threads exist.
     [ -z "$PRIORITY" ] || prioritize "$gw_pid" 5
     wrk_env=(env BENCH_USERS="$USERS" BENCH_BODY="$BODY_BYTES" BENCH_RATE="$bench_rate" BENCH_THREADS="$THREADS")
 
