@@ -331,11 +331,9 @@ impl Inner {
         }
         let route_deadline = start + self.request_timeout;
         let deadline = start + deadline_budget(&parts.headers, self.request_timeout);
-        // The request's arrival serves as the time of the deadline check, the breaker and the
-        // first attempt's start: the microseconds of routing since then are not worth a clock
-        // read (a tenth of the clock reads of a request).
-        let now = start;
-        let remaining = deadline.saturating_duration_since(now);
+        // The request's arrival stands for "now" in the deadline check, the breaker and the
+        // first attempt: the microseconds of routing since then are not worth a clock read.
+        let remaining = deadline.saturating_duration_since(start);
         if remaining.is_zero() {
             // The caller has already given up: starting work now only wastes the cell's time.
             return Err(ErrorCode::UpstreamTimeout.into());
@@ -344,7 +342,7 @@ impl Inner {
         // Breaker before bulkhead: a refused request must not hold a bulkhead slot. Both
         // refuse at once, never queue: a saturated or failing cell must not slow the others.
         let c = cell.containment();
-        let now = now.into_std();
+        let now = start.into_std();
         let permit = c
             .breaker()
             .try_acquire(now)

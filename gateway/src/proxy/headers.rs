@@ -107,29 +107,35 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// The proto is overwritten, not trusted: at the edge, a client-supplied value is a lie
 /// the upstream must not act on.
 pub fn add_forwarded(headers: &mut HeaderMap, client: &Client) {
-    let mut prior = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .peekable();
-    let value = if prior.peek().is_some() {
-        let mut chain = String::new();
-        for hop in prior {
-            chain.push_str(hop);
-            chain.push_str(", ");
-        }
-        let _ = write!(chain, "{}", client.ip);
-        HeaderValue::from_str(&chain).ok()
-    } else {
+    let mut chain = String::new();
+    for line in forwarded_lines(headers) {
+        chain.push_str(line);
+        chain.push_str(", ");
+    }
+    let value = if chain.is_empty() {
         // The usual case, on every request: the connection's value, shared.
         client.forwarded_for.clone()
+    } else {
+        let _ = write!(chain, "{}", client.ip);
+        HeaderValue::from_str(&chain).ok()
     };
     if let Some(value) = value {
         headers.insert(&X_FORWARDED_FOR, value);
     }
     headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+}
+
+/// The `X-Forwarded-For` lines a request carries that can go on: in order (a chain sent on
+/// several lines is one list, RFC 9110 §5.3), each trimmed, without the empty ones and those
+/// that are not visible ASCII. Both ways of forwarding ([`add_forwarded`], [`Added`]) join
+/// these and end the chain with the client's address.
+pub(crate) fn forwarded_lines(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
 }
 
 /// Writes one field line, `name: value` and CRLF. `HeaderName` and `HeaderValue` reject CR

@@ -4,7 +4,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{
     Client, TRACEPARENT, X_CELL, X_FORWARDED_FOR, X_FORWARDED_PROTO, X_REQUEST_DEADLINE_MS,
-    X_REQUEST_ID, put_field,
+    X_REQUEST_ID, forwarded_lines, put_field,
 };
 use crate::proxy::trace_context::TraceParent;
 
@@ -107,10 +107,7 @@ impl<'a> Added<'a> {
         let prefix_end = out.len();
         let hops = sent
             .into_iter()
-            .flat_map(|headers| headers.get_all(&X_FORWARDED_FOR))
-            .filter_map(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|hop| !hop.is_empty())
+            .flat_map(forwarded_lines)
             .map(str::as_bytes)
             .chain(
                 self.client
